@@ -1,0 +1,17 @@
+# Thin wrappers around scripts/: the scripts are the source of truth.
+.PHONY: build test quickstart bench deps
+
+build:
+	bash scripts/build.sh
+
+test:
+	bash scripts/test.sh
+
+quickstart:
+	bash scripts/quickstart.sh
+
+bench:
+	go test -run '^$$' -bench . -benchmem -timeout 30m ./...
+
+deps:
+	bash scripts/deps.sh
