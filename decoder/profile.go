@@ -1,0 +1,149 @@
+package decoder
+
+import (
+	"net/textproto"
+	"sort"
+	"strings"
+)
+
+// family is a payload encoding (see the package documentation).
+type family uint8
+
+const (
+	famURLPEM  family = 1 << iota // U1/U2: URL-encoded PEM, '+' '/' '=' escaped or literal
+	famPEM                        // P: PEM, possibly with mangled line breaks
+	famBase64                     // B: bare base64 DER (comma list, quoted, one DER blob)
+	famRFC9440                    // R: RFC 9440 byte sequences ":b64:", comma list
+	famXFCC                       // S: Envoy x-forwarded-client-cert
+)
+
+// famSet is a set of families a profile accepts.
+type famSet = family
+
+const famAll = famURLPEM | famPEM | famBase64 | famRFC9440 | famXFCC
+
+// famPayload are the families that can appear inside a chain header or an
+// XFCC Cert/Chain value.
+const famPayload = famURLPEM | famPEM | famBase64 | famRFC9440
+
+func (f family) String() string {
+	switch f {
+	case famURLPEM:
+		return "URL-encoded PEM"
+	case famPEM:
+		return "PEM"
+	case famBase64:
+		return "base64 DER"
+	case famRFC9440:
+		return "RFC 9440 byte sequence"
+	case famXFCC:
+		return "Envoy x-forwarded-client-cert"
+	}
+	var parts []string
+	for _, g := range []family{famURLPEM, famPEM, famBase64, famRFC9440, famXFCC} {
+		if f&g != 0 {
+			parts = append(parts, g.String())
+		}
+	}
+	return strings.Join(parts, " or ")
+}
+
+// profile is one producer: its default header names and the payload
+// families it is known to send.
+type profile struct {
+	name string
+	// header and chainHeader are the default header names, canonical.
+	header      string
+	chainHeader string
+	// fams are the families accepted in the certificate header.
+	fams famSet
+	// list: the certificate header is a list header (XFCC), whose field
+	// lines are joined with ","; otherwise it is a singleton.
+	list bool
+}
+
+// Profile names (fixed by the design; users, docs and tests depend on them).
+const (
+	ProfileAuto       = "auto"
+	ProfileAWSALB     = "aws_alb"
+	ProfileNginx      = "nginx"
+	ProfileEnvoyXFCC  = "envoy_xfcc"
+	ProfileTraefik    = "traefik"
+	ProfileHAProxy    = "haproxy"
+	ProfileCloudflare = "cloudflare"
+	ProfileGCP        = "gcp"
+	ProfileAzure      = "azure"
+	ProfileApache     = "apache"
+	ProfileWSO2       = "wso2"
+	ProfileRFC9440    = "rfc9440"
+	ProfilePEM        = "pem"
+	ProfileDERBase64  = "der_base64"
+)
+
+// XFCCHeader is Envoy's header, canonical form.
+const XFCCHeader = "X-Forwarded-Client-Cert"
+
+func canon(h string) string {
+	if h == "" {
+		return ""
+	}
+	return textproto.CanonicalMIMEHeaderKey(h)
+}
+
+// profiles is the profile table. Every family of every producer in
+// shared/reference/header-formats.md is covered; the accepted families are a
+// little wider than what the producer strictly emits where a neighbour
+// variant is common (nginx's deprecated $ssl_client_cert is mangled PEM, Azure
+// App Service sends base64 DER but Application Gateway sends PEM, ...).
+var profiles = map[string]*profile{
+	ProfileAuto:       {name: ProfileAuto, header: DefaultHeader, fams: famAll},
+	ProfileAWSALB:     {name: ProfileAWSALB, header: "X-Amzn-Mtls-Clientcert", fams: famURLPEM | famPEM},
+	ProfileNginx:      {name: ProfileNginx, header: "Ssl-Client-Cert", fams: famURLPEM | famPEM},
+	ProfileEnvoyXFCC:  {name: ProfileEnvoyXFCC, header: XFCCHeader, fams: famXFCC, list: true},
+	ProfileTraefik:    {name: ProfileTraefik, header: "X-Forwarded-Tls-Client-Cert", fams: famBase64},
+	ProfileHAProxy:    {name: ProfileHAProxy, header: "X-Ssl-Client-Cert", chainHeader: "X-Ssl-Client-Cert-Chain", fams: famBase64},
+	ProfileCloudflare: {name: ProfileCloudflare, header: "Cf-Client-Cert-Der-Base64", fams: famBase64 | famRFC9440},
+	ProfileGCP:        {name: ProfileGCP, header: "X-Client-Cert-Leaf", chainHeader: "X-Client-Cert-Chain", fams: famRFC9440},
+	ProfileAzure:      {name: ProfileAzure, header: "X-Arr-Clientcert", fams: famBase64 | famPEM | famURLPEM},
+	ProfileApache:     {name: ProfileApache, header: "Ssl-Client-Cert", fams: famPEM | famURLPEM},
+	ProfileWSO2:       {name: ProfileWSO2, header: "X-Wso2-Client-Certificate", fams: famPEM | famURLPEM | famBase64},
+	ProfileRFC9440:    {name: ProfileRFC9440, header: "Client-Cert", chainHeader: "Client-Cert-Chain", fams: famRFC9440},
+	ProfilePEM:        {name: ProfilePEM, header: DefaultHeader, fams: famPEM},
+	ProfileDERBase64:  {name: ProfileDERBase64, header: DefaultHeader, fams: famBase64},
+}
+
+// profileNames is Profiles(), computed once.
+var profileNames = func() []string {
+	names := make([]string, 0, len(profiles))
+	for n := range profiles {
+		if n != ProfileAuto {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return append([]string{ProfileAuto}, names...)
+}()
+
+// Profiles lists the valid profile names, "auto" first, the others sorted;
+// for error messages and docs.
+func Profiles() []string { return append([]string(nil), profileNames...) }
+
+// suggest names a profile that accepts family f, for error messages.
+func suggest(f family, literal bool) string {
+	switch f {
+	case famURLPEM:
+		if literal {
+			return ProfileAWSALB
+		}
+		return ProfileNginx
+	case famPEM:
+		return ProfilePEM
+	case famBase64:
+		return ProfileDERBase64
+	case famRFC9440:
+		return ProfileRFC9440
+	case famXFCC:
+		return ProfileEnvoyXFCC
+	}
+	return ProfileAuto
+}
