@@ -1,6 +1,5 @@
 package decoder
 
-import "fmt"
 
 // Family B: bare base64 of DER, one line, no armor (HAProxy ssl_c_der,base64,
 // Azure App Service X-ARR-ClientCert, Cloudflare Cf-Client-Cert-Der-Base64,
@@ -27,8 +26,8 @@ func (r *run) base64Segments(b []byte) error {
 			n++
 		}
 	}
-	if n+len(r.ders) > r.max {
-		return &Error{Kind: KindTooLarge, Msg: r.where + fmt.Sprintf("%d certificates, over the limit of %d", n+len(r.ders), r.max)}
+	if err := r.checkCount(n); err != nil {
+		return err
 	}
 	start := 0
 	for i := 0; i <= len(b); i++ {

@@ -294,6 +294,10 @@ func (r *run) decodePayload(s string, allowed famSet) error {
 	if isSentinel(body) {
 		return ErrAbsent
 	}
+	if allowed&famXFCC == 0 && looksXFCC(body) {
+		return r.errf("the value looks like %s, which this profile does not accept (it expects %s); try profile %s or auto",
+			famXFCC, allowed, ProfileEnvoyXFCC)
+	}
 	fam := sniffPayload(body)
 	// Work on a copy in the pooled buffer: percent-decoding is done in place.
 	r.buf = append(r.buf[:0], body...)
@@ -339,8 +343,8 @@ func (r *run) decodePayload(s string, allowed famSet) error {
 // DER certificates (HAProxy ssl_c_chain_der).
 func (r *run) decodeSegments(b []byte, segs []seg, blob bool) error {
 	n := len(segs)
-	if n+len(r.ders) > r.max {
-		return &Error{Kind: KindTooLarge, Msg: r.where + fmt.Sprintf("%d certificates, over the limit of %d", n+len(r.ders), r.max)}
+	if err := r.checkCount(n); err != nil {
+		return err
 	}
 	size := 0
 	for _, s := range segs {
@@ -387,6 +391,19 @@ func (r *run) addDER(out []byte, i, n int, blob bool) error {
 			return err
 		}
 		out = out[l:]
+	}
+	return nil
+}
+
+// checkCount fails when n more certificates would pass the chain limit. A
+// first chain certificate equal to the leaf is not counted: it is dropped.
+func (r *run) checkCount(n int) error {
+	have := len(r.ders)
+	if r.skipDup != nil {
+		have--
+	}
+	if n+have > r.max {
+		return &Error{Kind: KindTooLarge, Msg: r.where + fmt.Sprintf("%d certificates, over the limit of %d", n+have, r.max)}
 	}
 	return nil
 }

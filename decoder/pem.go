@@ -1,9 +1,6 @@
 package decoder
 
-import (
-	"bytes"
-	"fmt"
-)
+import "bytes"
 
 // Family P: PEM whose line breaks were mangled on the way into a header
 // (Apache mod_headers turns CR and LF into spaces, nginx's deprecated
@@ -31,8 +28,8 @@ func (r *run) pemSegments(b []byte) error {
 	if n == 0 {
 		return r.errf("no -----BEGIN CERTIFICATE----- marker")
 	}
-	if n+len(r.ders) > r.max {
-		return &Error{Kind: KindTooLarge, Msg: r.where + fmt.Sprintf("%d certificates, over the limit of %d", n+len(r.ders), r.max)}
+	if err := r.checkCount(n); err != nil {
+		return err
 	}
 	pos := 0
 	for i := 0; i < n; i++ {

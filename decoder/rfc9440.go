@@ -1,7 +1,5 @@
 package decoder
 
-import "fmt"
-
 // Family R: RFC 9440 Client-Cert / Client-Cert-Chain, RFC 8941 byte
 // sequences ":" base64(DER) ":". The chain header is an RFC 8941 list:
 // members separated by "," with optional spaces or tabs around it, possibly
@@ -21,8 +19,8 @@ func (r *run) rfc9440Segments(b []byte) error {
 			n++
 		}
 	}
-	if n+len(r.ders) > r.max {
-		return &Error{Kind: KindTooLarge, Msg: r.where + fmt.Sprintf("%d certificates, over the limit of %d", n+len(r.ders), r.max)}
+	if err := r.checkCount(n); err != nil {
+		return err
 	}
 	start := 0
 	for i := 0; i <= len(b); i++ {
