@@ -1,6 +1,5 @@
 package decoder
 
-
 // Family B: bare base64 of DER, one line, no armor (HAProxy ssl_c_der,base64,
 // Azure App Service X-ARR-ClientCert, Cloudflare Cf-Client-Cert-Der-Base64,
 // Traefik X-Forwarded-Tls-Client-Cert, Caddy certificate_der_base64, F5
