@@ -15,7 +15,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -577,10 +576,4 @@ func parseLastHeaderBlock(dump []byte) http.Header {
 		h.Add(textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(k)), strings.TrimSpace(v))
 	}
 	return h
-}
-
-// isExitErr reports whether err is a non-zero exit of the program.
-func isExitErr(err error) bool {
-	var ee *exec.ExitError
-	return errors.As(err, &ee)
 }

@@ -119,8 +119,13 @@ func (p *pki) clientArgs(name string) []string {
 
 // nginxEscaped is a certificate as nginx's $ssl_client_escaped_cert writes
 // it: the PEM with everything but ALPHA, DIGIT and "-._~" percent-encoded.
-func nginxEscaped(c *testpki.Cert) string {
-	return strings.ReplaceAll(url.QueryEscape(string(c.PEM())), "+", "%20")
+func nginxEscaped(c *testpki.Cert) string { return nginxEscapeString(string(c.PEM())) }
+
+// nginxEscapeString percent-encodes s as nginx's ngx_escape_uri component
+// mode does: QueryEscape's set, with space as %20 instead of "+" (a literal
+// "+" is already %2B).
+func nginxEscapeString(s string) string {
+	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
 }
 
 // derBase64 is a certificate as HAProxy's ssl_c_der,base64 writes it.
