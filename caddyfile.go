@@ -1,0 +1,236 @@
+package mtlsauth
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddytls"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mtls_auth", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("mtls_auth", httpcaddyfile.Before, "basic_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var m Handler
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return &m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mtls_auth [<matcher>] {
+//		source             header|tls|any
+//		header             <field>
+//		chain_header       <field>
+//		profile            <name>
+//		trusted_sources    <cidr...>|server|any
+//		trust_pool         <module> [...]
+//		allow              <alias> <pem-file> [meta <key> <value>]...
+//		allow_dir          <dir>
+//		mode               mandatory|optional|fallback
+//		keep_header
+//		xfcc_element       first|last|<n>
+//		xfcc_by            <uri>
+//		max_header_bytes   <size>
+//		max_chain          <n>
+//	}
+//
+// `allow` and `allow_dir` may be repeated; every other subdirective may be
+// given once.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if sub != "allow" && sub != "allow_dir" {
+			if seen[sub] {
+				return d.Errf("%s already specified", sub)
+			}
+			seen[sub] = true
+		}
+		var err error
+		switch sub {
+		case "source":
+			h.Source, err = oneOf(d, "header", "tls", "any")
+		case "header":
+			h.Header, err = singleArg(d)
+		case "chain_header":
+			h.ChainHeader, err = singleArg(d)
+		case "profile":
+			h.Profile, err = singleArg(d)
+		case "trusted_sources":
+			h.TrustedSources = d.RemainingArgs()
+			if len(h.TrustedSources) == 0 {
+				return d.ArgErr()
+			}
+			_, err = newSourceGate(h.TrustedSources)
+			if err != nil {
+				return d.Err(err.Error())
+			}
+		case "trust_pool":
+			err = h.unmarshalTrustPool(d)
+		case "allow":
+			err = h.unmarshalAllow(d)
+		case "allow_dir":
+			var dir string
+			if dir, err = singleArg(d); err == nil {
+				h.AllowDir = append(h.AllowDir, AllowDir{Dir: dir})
+			}
+		case "mode":
+			h.Mode, err = oneOf(d, "mandatory", "optional", "fallback")
+		case "keep_header":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.KeepHeader = true
+		case "xfcc_element":
+			err = h.unmarshalXFCCElement(d)
+		case "xfcc_by":
+			h.XFCCBy, err = singleArg(d)
+		case "max_header_bytes":
+			var v string
+			if v, err = singleArg(d); err == nil {
+				n, perr := humanize.ParseBytes(v)
+				if perr != nil || n == 0 || n > 1<<30 {
+					return d.Errf("invalid max_header_bytes '%s': want a size such as 64KiB", v)
+				}
+				h.MaxHeaderBytes = int(n)
+			}
+		case "max_chain":
+			h.MaxChain, err = positiveInt(d)
+		default:
+			return d.Errf("unrecognized subdirective '%s'", sub)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshalTrustPool reads `trust_pool <module> [...]`, delegating the
+// module's own arguments and block to the tls.ca_pool.source module.
+func (h *Handler) unmarshalTrustPool(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	name := d.Val()
+	mod, err := caddyfile.UnmarshalModule(d, "tls.ca_pool.source."+name)
+	if err != nil {
+		return d.WrapErr(err)
+	}
+	ca, ok := mod.(caddytls.CA)
+	if !ok {
+		return d.Errf("trust_pool module '%s' is not a certificate pool provider", name)
+	}
+	h.TrustPoolRaw = caddyconfig.JSONModuleObject(ca, "provider", name, nil)
+	return nil
+}
+
+// unmarshalAllow reads `allow <alias> <file> [meta <key> <value>]...`.
+func (h *Handler) unmarshalAllow(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) < 2 {
+		return d.ArgErr()
+	}
+	e := AllowEntry{Alias: args[0], File: args[1]}
+	for rest := args[2:]; len(rest) > 0; {
+		switch rest[0] {
+		case "meta":
+			if len(rest) < 3 {
+				return d.Errf("allow %s: meta needs a key and a value", e.Alias)
+			}
+			if e.Meta == nil {
+				e.Meta = map[string]string{}
+			}
+			if _, dup := e.Meta[rest[1]]; dup {
+				return d.Errf("allow %s: meta key '%s' given twice", e.Alias, rest[1])
+			}
+			e.Meta[rest[1]] = rest[2]
+			rest = rest[3:]
+		default:
+			return d.Errf("allow %s: unexpected '%s' (want meta <key> <value>)", e.Alias, rest[0])
+		}
+	}
+	for _, prev := range h.Allow {
+		if prev.Alias == e.Alias {
+			return d.Errf("allow: alias '%s' already specified", e.Alias)
+		}
+	}
+	h.Allow = append(h.Allow, e)
+	return nil
+}
+
+// unmarshalXFCCElement reads `xfcc_element first|last|<n>`.
+func (h *Handler) unmarshalXFCCElement(d *caddyfile.Dispenser) error {
+	v, err := singleArg(d)
+	if err != nil {
+		return err
+	}
+	switch v {
+	case "first":
+		h.XFCCElement = 1
+	case "last":
+		h.XFCCElement = -1
+	default:
+		n, err := strconv.Atoi(v)
+		if err != nil || n == 0 {
+			return d.Errf("invalid xfcc_element '%s': want first, last, a position from 1, or a negative position from the end", v)
+		}
+		h.XFCCElement = n
+	}
+	return nil
+}
+
+// singleArg reads exactly one argument on the current line.
+func singleArg(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return v, nil
+}
+
+// oneOf reads exactly one argument that must be one of allowed.
+func oneOf(d *caddyfile.Dispenser, allowed ...string) (string, error) {
+	sub := d.Val()
+	v, err := singleArg(d)
+	if err != nil {
+		return "", err
+	}
+	for _, a := range allowed {
+		if v == a {
+			return v, nil
+		}
+	}
+	return "", d.Errf("invalid %s '%s': want one of %v", sub, v, allowed)
+}
+
+// positiveInt reads exactly one argument that must be a positive integer.
+func positiveInt(d *caddyfile.Dispenser) (int, error) {
+	sub := d.Val()
+	v, err := singleArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, d.Errf("invalid %s '%s': want a positive integer", sub, v)
+	}
+	return n, nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

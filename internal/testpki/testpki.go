@@ -1,0 +1,317 @@
+// Package testpki makes throwaway X.509 hierarchies for tests and demos:
+// roots, intermediates and leaves with chosen validity, key usage and SANs.
+// Nothing it makes is meant to protect anything; keys live in memory unless
+// written out with the Write helpers. It panics on the (practically
+// impossible) failures of key generation and signing so that call sites stay
+// short; it is only for tests, benchmarks and demo tooling.
+package testpki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// KeyType selects the key algorithm of a generated certificate.
+type KeyType int
+
+const (
+	// ECDSAP256 is the default: fast to generate and to verify.
+	ECDSAP256 KeyType = iota
+	// RSA2048 is what most corporate PKIs still issue.
+	RSA2048
+)
+
+// Cert is a generated certificate with its key and the chain above it.
+type Cert struct {
+	Cert *x509.Certificate
+	Key  crypto.Signer
+	// Issuer is the certificate that signed this one; nil for a root.
+	Issuer *Cert
+}
+
+// options collects what an Option may change.
+type options struct {
+	notBefore, notAfter time.Time
+	eku                 []x509.ExtKeyUsage
+	noEKU               bool
+	dns                 []string
+	emails              []string
+	ips                 []net.IP
+	uris                []*url.URL
+	keyType             KeyType
+	serial              *big.Int
+	crlURLs             []string
+	ocspURLs            []string
+	org                 string
+}
+
+// Option changes one property of a certificate to be made.
+type Option func(*options)
+
+// Validity sets the validity window.
+func Validity(notBefore, notAfter time.Time) Option {
+	return func(o *options) { o.notBefore, o.notAfter = notBefore, notAfter }
+}
+
+// Expired makes a certificate whose validity ended an hour ago.
+func Expired() Option {
+	return Validity(time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+}
+
+// NotYetValid makes a certificate whose validity starts in a day.
+func NotYetValid() Option {
+	return Validity(time.Now().Add(24*time.Hour), time.Now().Add(48*time.Hour))
+}
+
+// EKU sets the extended key usages (default for leaves: clientAuth).
+func EKU(usages ...x509.ExtKeyUsage) Option {
+	return func(o *options) { o.eku = usages; o.noEKU = len(usages) == 0 }
+}
+
+// NoEKU leaves the extended key usage extension out entirely.
+func NoEKU() Option { return func(o *options) { o.eku = nil; o.noEKU = true } }
+
+// DNS adds DNS SANs.
+func DNS(names ...string) Option { return func(o *options) { o.dns = append(o.dns, names...) } }
+
+// Emails adds email SANs.
+func Emails(addrs ...string) Option {
+	return func(o *options) { o.emails = append(o.emails, addrs...) }
+}
+
+// IPs adds IP SANs.
+func IPs(ips ...string) Option {
+	return func(o *options) {
+		for _, s := range ips {
+			o.ips = append(o.ips, net.ParseIP(s))
+		}
+	}
+}
+
+// URIs adds URI SANs (SPIFFE IDs, say).
+func URIs(uris ...string) Option {
+	return func(o *options) {
+		for _, s := range uris {
+			u, err := url.Parse(s)
+			if err != nil {
+				panic(err)
+			}
+			o.uris = append(o.uris, u)
+		}
+	}
+}
+
+// Key selects the key algorithm.
+func Key(k KeyType) Option { return func(o *options) { o.keyType = k } }
+
+// Serial sets the serial number.
+func Serial(n int64) Option { return func(o *options) { o.serial = big.NewInt(n) } }
+
+// CRLDistributionPoints sets the CRL URLs named in the certificate.
+func CRLDistributionPoints(urls ...string) Option {
+	return func(o *options) { o.crlURLs = urls }
+}
+
+// OCSPServers sets the OCSP responder URLs named in the certificate's AIA.
+func OCSPServers(urls ...string) Option { return func(o *options) { o.ocspURLs = urls } }
+
+// Organization sets the subject's O attribute.
+func Organization(org string) Option { return func(o *options) { o.org = org } }
+
+func newOptions(opts []Option) *options {
+	o := &options{
+		notBefore: time.Now().Add(-time.Hour),
+		notAfter:  time.Now().Add(24 * time.Hour),
+	}
+	for _, opt := range opts {
+		opt(o)
+	}
+	if o.serial == nil {
+		s, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+		if err != nil {
+			panic(err)
+		}
+		o.serial = s
+	}
+	return o
+}
+
+func newKey(k KeyType) crypto.Signer {
+	var (
+		key crypto.Signer
+		err error
+	)
+	switch k {
+	case RSA2048:
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	default:
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	if err != nil {
+		panic(err)
+	}
+	return key
+}
+
+// NewRoot makes a self-signed root CA.
+func NewRoot(cn string, opts ...Option) *Cert {
+	o := newOptions(opts)
+	if o.notAfter.Sub(o.notBefore) < 48*time.Hour && len(opts) == 0 {
+		o.notAfter = time.Now().Add(10 * 24 * time.Hour)
+	}
+	tmpl := caTemplate(cn, o)
+	return sign(tmpl, nil, newKey(o.keyType))
+}
+
+// NewIntermediate makes a CA certificate signed by c.
+func (c *Cert) NewIntermediate(cn string, opts ...Option) *Cert {
+	o := newOptions(opts)
+	return sign(caTemplate(cn, o), c, newKey(o.keyType))
+}
+
+// NewLeaf makes an end-entity certificate signed by c, with the clientAuth
+// extended key usage unless an option says otherwise.
+func (c *Cert) NewLeaf(cn string, opts ...Option) *Cert {
+	o := newOptions(opts)
+	tmpl := &x509.Certificate{
+		SerialNumber:          o.serial,
+		Subject:               name(cn, o),
+		NotBefore:             o.notBefore,
+		NotAfter:              o.notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		DNSNames:              o.dns,
+		EmailAddresses:        o.emails,
+		IPAddresses:           o.ips,
+		URIs:                  o.uris,
+		CRLDistributionPoints: o.crlURLs,
+		OCSPServer:            o.ocspURLs,
+	}
+	switch {
+	case o.noEKU:
+	case len(o.eku) > 0:
+		tmpl.ExtKeyUsage = o.eku
+	default:
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	return sign(tmpl, c, newKey(o.keyType))
+}
+
+// NewSelfSigned makes a self-signed end-entity certificate (a client that
+// made up its own identity).
+func NewSelfSigned(cn string, opts ...Option) *Cert {
+	o := newOptions(opts)
+	tmpl := &x509.Certificate{
+		SerialNumber: o.serial,
+		Subject:      name(cn, o),
+		NotBefore:    o.notBefore,
+		NotAfter:     o.notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	return sign(tmpl, nil, newKey(o.keyType))
+}
+
+func name(cn string, o *options) pkix.Name {
+	n := pkix.Name{CommonName: cn}
+	if o.org != "" {
+		n.Organization = []string{o.org}
+	}
+	return n
+}
+
+func caTemplate(cn string, o *options) *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber:          o.serial,
+		Subject:               name(cn, o),
+		NotBefore:             o.notBefore,
+		NotAfter:              o.notAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		CRLDistributionPoints: o.crlURLs,
+		OCSPServer:            o.ocspURLs,
+	}
+}
+
+// sign signs tmpl with issuer (self-signed when issuer is nil).
+func sign(tmpl *x509.Certificate, issuer *Cert, key crypto.Signer) *Cert {
+	parent, signer := tmpl, key
+	if issuer != nil {
+		parent, signer = issuer.Cert, issuer.Key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
+	if err != nil {
+		panic(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic(err)
+	}
+	return &Cert{Cert: cert, Key: key, Issuer: issuer}
+}
+
+// DER is the certificate's DER encoding.
+func (c *Cert) DER() []byte { return c.Cert.Raw }
+
+// PEM is the certificate in PEM, with a trailing newline.
+func (c *Cert) PEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Cert.Raw})
+}
+
+// KeyPEM is the private key in PKCS#8 PEM.
+func (c *Cert) KeyPEM() []byte {
+	der, err := x509.MarshalPKCS8PrivateKey(c.Key)
+	if err != nil {
+		panic(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+// Fingerprint is the lowercase hex SHA-256 of the DER.
+func (c *Cert) Fingerprint() string {
+	sum := sha256.Sum256(c.Cert.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// Chain is this certificate followed by its issuers up to, but not
+// including, the root: what a client sends in the TLS handshake.
+func (c *Cert) Chain() []*Cert {
+	out := []*Cert{c}
+	for p := c.Issuer; p != nil && p.Issuer != nil; p = p.Issuer {
+		out = append(out, p)
+	}
+	return out
+}
+
+// ChainPEM is Chain in PEM, concatenated.
+func (c *Cert) ChainPEM() []byte {
+	var out []byte
+	for _, x := range c.Chain() {
+		out = append(out, x.PEM()...)
+	}
+	return out
+}
+
+// WriteFile writes data to dir/name with 0600 permissions and returns the path.
+func WriteFile(dir, name string, data []byte) (string, error) {
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		return "", err
+	}
+	return p, nil
+}

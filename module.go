@@ -1,0 +1,396 @@
+// Package mtlsauth is a Caddy HTTP handler that authenticates requests by an
+// X.509 client certificate, taken from Caddy's own TLS connection or from a
+// header set by a TLS-terminating load balancer, and hands the identity on
+// as placeholders.
+package mtlsauth
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddytls"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/mtlsauth/caddy-mtls-auth/decoder"
+	"github.com/mtlsauth/caddy-mtls-auth/store"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler authenticates each request by a client certificate.
+//
+// The certificate comes from a header set by a trusted load balancer
+// (`source header`, the default), from Caddy's own TLS connection
+// (`source tls`, with `client_auth { mode request }` on the connection
+// policy), or from either (`source any`: the connection first). A header sent
+// by a peer outside `trusted_sources` is removed and never authenticates.
+//
+// The certificate must verify to the `trust_pool`, be listed in `allow` /
+// `allow_dir` (a leaf pinned as itself, or a CA whose issued certificates are
+// allowed), or both when both are configured. Its validity window and its
+// clientAuth extended key usage are always checked.
+//
+// Status codes: 401 when no valid certificate could be established, 403 when
+// a valid certificate is not allowed on this route. The error message names
+// the reason and never echoes certificate material; render it with
+// `handle_errors`.
+//
+// Placeholders set on every request the handler sees:
+//
+// Placeholder | Description
+// ------------|------------
+// `{http.mtls.authenticated}` | `true` or `false`
+// `{http.mtls.source}` | `header` or `tls`
+// `{http.mtls.profile}` | the profile that decoded the header (`tls` for the connection)
+// `{http.mtls.fingerprint}` | SHA-256 of the leaf's DER, lowercase hex
+// `{http.mtls.subject}`, `{http.mtls.subject.cn}` | the leaf's subject, and its common name
+// `{http.mtls.issuer}`, `{http.mtls.serial}` | the leaf's issuer, and its serial number (decimal)
+// `{http.mtls.not_after}` | end of validity, RFC 3339
+// `{http.mtls.san.dns_names}`, `.uris`, `.emails`, `.ips` | SANs, comma-separated; append `.N` for one
+// `{http.mtls.alias}`, `{http.mtls.tier}` | the allow-list entry that admitted it
+// `{http.mtls.meta.<key>}` | that entry's metadata
+// `{http.mtls.certificate_der_base64}` | the leaf's DER, base64
+// `{http.mtls.error}` | the reason code when not authenticated
+// `{http.auth.user.id}` | the alias, else the subject CN (authenticated requests only)
+type Handler struct {
+	// Where the certificate comes from: `header` (default), `tls` or `any`
+	// (the TLS connection first, then the header).
+	Source string `json:"source,omitempty"`
+
+	// The header carrying the client certificate. Default: the profile's
+	// header (e.g. `X-Amzn-Mtls-Clientcert` for `aws_alb`), else
+	// `Client-Cert` (RFC 9440).
+	Header string `json:"header,omitempty"`
+
+	// An optional header carrying the intermediates (RFC 9440
+	// `Client-Cert-Chain`, GCP, Cloudflare, HAProxy). Default: the
+	// profile's chain header, if it has one.
+	ChainHeader string `json:"chain_header,omitempty"`
+
+	// How the load balancer encodes the certificate: `auto` (default:
+	// recognised by its shape), `aws_alb`, `nginx`, `envoy_xfcc`, `traefik`,
+	// `haproxy`, `cloudflare`, `gcp`, `azure`, `apache`, `wso2`, `rfc9440`,
+	// `pem` or `der_base64`.
+	Profile string `json:"profile,omitempty"`
+
+	// Who may send the certificate header: CIDRs or addresses of the load
+	// balancers, or `server` (default: the HTTP server's `trusted_proxies`),
+	// or `any` (every peer: only for a listener nothing but the load balancer
+	// can reach; warned about at startup). A header from any other peer is
+	// removed and the request is treated as carrying no certificate, with
+	// reason `untrusted_source`. The peer is the TCP connection's address,
+	// never a forwarded-for header.
+	TrustedSources []string `json:"trusted_sources,omitempty"`
+
+	// The CA pool the chain must verify to: any `tls.ca_pool.source` module,
+	// e.g. `{"provider": "file", "pem_files": ["/etc/mtls/ca.pem"]}`.
+	// Intermediates are taken from the header (or chain header) or the
+	// TLS connection.
+	TrustPoolRaw json.RawMessage `json:"trust_pool,omitempty" caddy:"namespace=tls.ca_pool.source inline_key=provider"`
+
+	// Certificates allowed on this route, each under an alias. A leaf is
+	// pinned as itself; a CA admits every certificate it issued.
+	Allow []AllowEntry `json:"allow,omitempty"`
+
+	// Directories whose `.pem`, `.crt` and `.cer` files are all allowed, each
+	// under its file name without the extension as alias.
+	AllowDir []AllowDir `json:"allow_dir,omitempty"`
+
+	// What happens without a valid certificate:
+	//
+	// Mode | no certificate | bad or disallowed certificate
+	// -----|----------------|------------------------------
+	// `mandatory` (default) | 401 | 401 or 403
+	// `optional` | passes unauthenticated | 401 or 403
+	// `fallback` | passes unauthenticated | passes unauthenticated
+	//
+	// `fallback` never rejects: `{http.mtls.authenticated}` and
+	// `{http.mtls.error}` let a later handler (another auth method) decide.
+	Mode string `json:"mode,omitempty"`
+
+	// Pass the incoming certificate header on to the next handler. By
+	// default it is removed, so that upstreams never see a client-controlled
+	// certificate header. A header from an untrusted source is always removed.
+	KeepHeader bool `json:"keep_header,omitempty"`
+
+	// Which x-forwarded-client-cert element to read (profile `envoy_xfcc`):
+	// 1 for the first, 2 for the second, ...; -1 for the last (default: the
+	// hop nearest to Caddy), -2 for the one before it.
+	XFCCElement int `json:"xfcc_element,omitempty"`
+
+	// If set, the selected x-forwarded-client-cert element must carry this
+	// `By` URI: the identity of the proxy that wrote it.
+	XFCCBy string `json:"xfcc_by,omitempty"`
+
+	// The largest certificate header (and chain header) accepted, in bytes.
+	// Default: 65536. A full chain from a load balancer can reach 16 KB; also
+	// raise the server's `max_header_size` if you raise this.
+	MaxHeaderBytes int `json:"max_header_bytes,omitempty"`
+
+	// The most certificates accepted in one chain, leaf included. Default: 8.
+	MaxChain int `json:"max_chain,omitempty"`
+
+	logger   *zap.Logger
+	mode     mode
+	source   source
+	gate     sourceGate
+	decoder  *decoder.Decoder
+	verifier verifier
+	// stripHeaders are the canonical header names removed before next.
+	stripHeaders []string
+	now          func() time.Time
+}
+
+// AllowEntry is one allowed certificate.
+type AllowEntry struct {
+	// The name this certificate is known by: {http.mtls.alias} and
+	// {http.auth.user.id}. Unique within the route.
+	Alias string `json:"alias,omitempty"`
+	// Path to a PEM (or DER) file holding exactly one certificate: a leaf or
+	// a CA. A file holding a private key is refused.
+	File string `json:"file,omitempty"`
+	// Free-form data handed on as {http.mtls.meta.<key>}.
+	Meta map[string]string `json:"meta,omitempty"`
+}
+
+// AllowDir is a directory of allowed certificates.
+type AllowDir struct {
+	// Path to the directory.
+	Dir string `json:"dir,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mtls_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision builds everything the request path needs: the decoder, the
+// source gate, the trust pool and the allow list.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.now = time.Now
+	h.mode = parseMode(h.Mode)
+	h.source = parseSource(h.Source)
+
+	gate, err := newSourceGate(h.TrustedSources)
+	if err != nil {
+		return err
+	}
+	h.gate = gate
+	if gate.any && h.source != sourceTLS {
+		h.logger.Warn("trusted_sources is 'any': every client can send a certificate header; make sure only the load balancer can reach this listener")
+	}
+
+	dec, err := decoder.New(decoder.Options{
+		Profile:        h.Profile,
+		Header:         h.Header,
+		ChainHeader:    h.ChainHeader,
+		MaxHeaderBytes: h.MaxHeaderBytes,
+		MaxChain:       h.MaxChain,
+		XFCCElement:    h.XFCCElement,
+		XFCCBy:         h.XFCCBy,
+	})
+	if err != nil {
+		return err
+	}
+	h.decoder = dec
+	h.stripHeaders = []string{dec.Header()}
+	if ch := dec.ChainHeader(); ch != "" {
+		h.stripHeaders = append(h.stripHeaders, ch)
+	}
+
+	if h.TrustPoolRaw != nil {
+		val, err := ctx.LoadModule(h, "TrustPoolRaw")
+		if err != nil {
+			return fmt.Errorf("loading trust pool: %v", err)
+		}
+		ca, ok := val.(caddytls.CA)
+		if !ok {
+			return fmt.Errorf("trust_pool module %T is not a CA pool", val)
+		}
+		h.verifier.pool = ca.CertPool()
+	}
+
+	entries, err := h.loadAllowEntries()
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		list, err := store.NewAllowList(entries)
+		if err != nil {
+			return fmt.Errorf("allow: %v", err)
+		}
+		h.verifier.allow = list
+	}
+	return nil
+}
+
+// loadAllowEntries reads the certificates named by allow and allow_dir.
+func (h *Handler) loadAllowEntries() ([]*store.Entry, error) {
+	repl := caddy.NewReplacer()
+	var entries []*store.Entry
+	for _, a := range h.Allow {
+		e, err := store.ReadEntry(a.Alias, repl.ReplaceKnown(a.File, ""))
+		if err != nil {
+			return nil, fmt.Errorf("allow %s: %v", a.Alias, err)
+		}
+		e.Meta = a.Meta
+		entries = append(entries, e)
+	}
+	for _, d := range h.AllowDir {
+		dirEntries, err := store.ReadDir(repl.ReplaceKnown(d.Dir, ""))
+		if err != nil {
+			return nil, fmt.Errorf("allow_dir: %v", err)
+		}
+		if len(dirEntries) == 0 {
+			h.logger.Warn("allow_dir holds no certificate files", zap.String("dir", d.Dir))
+		}
+		entries = append(entries, dirEntries...)
+	}
+	return entries, nil
+}
+
+// Validate checks the configuration; it only reads.
+func (h *Handler) Validate() error {
+	if h.mode == modeInvalid {
+		return fmt.Errorf("mode: '%s' is not one of mandatory, optional, fallback", h.Mode)
+	}
+	if h.source == sourceInvalid {
+		return fmt.Errorf("source: '%s' is not one of header, tls, any", h.Source)
+	}
+	if h.MaxHeaderBytes < 0 {
+		return fmt.Errorf("max_header_bytes: must not be negative")
+	}
+	if h.MaxChain < 0 {
+		return fmt.Errorf("max_chain: must not be negative")
+	}
+	if h.verifier.pool == nil && len(h.Allow) == 0 && len(h.AllowDir) == 0 {
+		return errors.New("no trust configured: set trust_pool, allow or allow_dir, or every client could pick its own identity")
+	}
+	return nil
+}
+
+// ServeHTTP authenticates the request, sets the placeholders, and either
+// rejects it or hands it on.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	o := h.authenticate(r)
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Map(o.replace)
+
+	if !h.KeepHeader || o.reason == reasonUntrustedSource {
+		for _, name := range h.stripHeaders {
+			delete(r.Header, name)
+		}
+	}
+	if o.reason != "" {
+		if h.mode.rejects(o.reason) {
+			h.logReject(r, o)
+			return caddyhttp.Error(o.reason.status(), fmt.Errorf("client certificate %s: %s", o.reason, o.detail))
+		}
+		if c := h.logger.Check(zapcore.DebugLevel, "unauthenticated request passed on"); c != nil {
+			c.Write(zap.String("reason", string(o.reason)), zap.String("mode", h.mode.String()))
+		}
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// authenticate runs the request path: source gate, decode, verify, authorize.
+func (h *Handler) authenticate(r *http.Request) *outcome {
+	certs, o := h.certificates(r)
+	if o.reason != "" {
+		return o
+	}
+	fp := store.FingerprintOf(certs[0])
+	v := h.verifier.verify(certs, fp, h.now())
+	if v.reason != "" {
+		o.reason, o.detail, o.rejectedFP = v.reason, v.detail, fp.String()
+		return o
+	}
+	o.id = newIdentity(certs[0], fp, v.entry)
+	return o
+}
+
+// certificates finds the presented chain (leaf first) according to source.
+func (h *Handler) certificates(r *http.Request) ([]*x509.Certificate, *outcome) {
+	if h.source != sourceHeader && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		return r.TLS.PeerCertificates, &outcome{source: "tls", profile: "tls"}
+	}
+	if h.source == sourceTLS {
+		return nil, &outcome{reason: reasonMissing, detail: "no certificate on the TLS connection"}
+	}
+	values := r.Header[h.decoder.Header()]
+	var chain []string
+	if name := h.decoder.ChainHeader(); name != "" {
+		chain = r.Header[name]
+	}
+	if len(values) == 0 && len(chain) == 0 {
+		return nil, &outcome{reason: reasonMissing, detail: "no certificate header"}
+	}
+	o := &outcome{source: "header"}
+	if !h.gate.trusted(r) {
+		o.reason, o.detail = reasonUntrustedSource, "certificate header from a peer outside trusted_sources"
+		return nil, o
+	}
+	res, err := h.decoder.Decode(values, chain)
+	if err != nil {
+		o.reason, o.detail = decodeReason(err), err.Error()
+		return nil, o
+	}
+	o.profile = res.Profile
+	return res.Certs, o
+}
+
+// decodeReason maps a decoding error to its reason code.
+func decodeReason(err error) reason {
+	if errors.Is(err, decoder.ErrAbsent) {
+		return reasonMissing
+	}
+	switch decoder.KindOf(err) {
+	case decoder.KindTooLarge:
+		return reasonTooLarge
+	case decoder.KindDuplicate:
+		return reasonDuplicateHeader
+	case decoder.KindUntrustedHop:
+		return reasonUntrustedSource
+	}
+	return reasonMalformed
+}
+
+// logReject logs a rejection at debug (info for forged sources, which an
+// operator wants to see): bad client input is not a server error. Never the
+// header or PEM, only the fingerprint.
+func (h *Handler) logReject(r *http.Request, o *outcome) {
+	level := zapcore.DebugLevel
+	if o.reason == reasonUntrustedSource {
+		level = zapcore.InfoLevel
+	}
+	c := h.logger.Check(level, "client certificate rejected")
+	if c == nil {
+		return
+	}
+	c.Write(
+		zap.String("reason", string(o.reason)),
+		zap.String("detail", o.detail),
+		zap.String("fingerprint", o.rejectedFP),
+		zap.String("remote_addr", r.RemoteAddr),
+	)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

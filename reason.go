@@ -1,0 +1,44 @@
+package mtlsauth
+
+import "net/http"
+
+// reason is the code a rejected or unauthenticated request carries in
+// {http.mtls.error}. The set and the status of each are part of the
+// plugin's contract (DESIGN.md section 4).
+type reason string
+
+const (
+	reasonMissing         reason = "missing"
+	reasonUntrustedSource reason = "untrusted_source"
+	reasonMalformed       reason = "malformed"
+	reasonTooLarge        reason = "too_large"
+	reasonDuplicateHeader reason = "duplicate_header"
+	reasonUntrusted       reason = "untrusted"
+	reasonExpired         reason = "expired"
+	reasonNotYetValid     reason = "not_yet_valid"
+	reasonWrongUsage      reason = "wrong_usage"
+	reasonRevoked         reason = "revoked"
+	reasonNotAllowed      reason = "not_allowed"
+	reasonDenied          reason = "denied"
+	reasonThrottled       reason = "throttled"
+)
+
+// status is the HTTP status a rejection with this reason answers:
+// 401 when no valid certificate could be established, 403 when a valid
+// certificate is not allowed here, 429 when throttled.
+func (r reason) status() int {
+	switch r {
+	case reasonNotAllowed, reasonDenied:
+		return http.StatusForbidden
+	case reasonThrottled:
+		return http.StatusTooManyRequests
+	default:
+		return http.StatusUnauthorized
+	}
+}
+
+// absent reports whether the reason means "no certificate was presented",
+// which optional mode lets through unauthenticated.
+func (r reason) absent() bool {
+	return r == reasonMissing || r == reasonUntrustedSource
+}
