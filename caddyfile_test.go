@@ -1,6 +1,7 @@
 package mtlsauth
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"os"
@@ -145,13 +146,9 @@ func TestCaddyfileAdapt(t *testing.T) {
 			if *updateGolden {
 				out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfileText), nil)
 				require.NoError(t, err)
-				var pretty strings.Builder
-				enc := json.NewEncoder(&pretty)
-				enc.SetIndent("", "\t")
-				var v any
-				require.NoError(t, json.Unmarshal(out, &v))
-				require.NoError(t, enc.Encode(v))
-				require.NoError(t, os.WriteFile(f, []byte(caddyfileText+"----------\n"+pretty.String()), 0o644))
+				var pretty bytes.Buffer
+				require.NoError(t, json.Indent(&pretty, out, "", "\t"))
+				require.NoError(t, os.WriteFile(f, []byte(caddyfileText+"----------\n"+pretty.String()+"\n"), 0o644))
 				return
 			}
 			assert.True(t, caddytest.CompareAdapt(t, f, caddyfileText, "caddyfile", strings.TrimSpace(parts[1])))
