@@ -61,6 +61,7 @@ const (
 	b64Invalid = 0xFF
 	b64Space   = 0xFE
 	b64Pad     = 0xFD
+	b64Junk    = 0xFC // backslash or [: maybe literal line-break junk
 )
 
 var b64Table = func() (t [256]byte) {
@@ -73,12 +74,28 @@ var b64Table = func() (t [256]byte) {
 	}
 	t[' '], t['\t'], t['\r'], t['\n'] = b64Space, b64Space, b64Space, b64Space
 	t['='] = b64Pad
+	t['\\'], t['['] = b64Junk, b64Junk
 	return t
 }()
 
+// junkLen returns the length of the literal line-break junk at the start of
+// b: \r, \n or \t written as two characters, or [\r] / [\n] (some load
+// balancers write line breaks so, wso2/carbon-apimgt#13933). Backslash and
+// '[' never occur in base64, so skipping these cannot change the data.
+func junkLen(b []byte) int {
+	switch {
+	case len(b) >= 2 && b[0] == '\\' && (b[1] == 'r' || b[1] == 'n' || b[1] == 't'):
+		return 2
+	case len(b) >= 4 && b[0] == '[' && b[1] == '\\' && (b[2] == 'r' || b[2] == 'n') && b[3] == ']':
+		return 4
+	}
+	return 0
+}
+
 // appendBase64 appends the standard-base64 decoding of src to dst. '+' is
 // data, never a space; whitespace is skipped; padding is optional but, when
-// present, must be in the right place. On failure it returns the offset in
+// present, must be in the right place. Literal line-break junk (junkLen) is
+// skipped like whitespace. On failure it returns the offset in
 // src and a reason (never the data).
 func appendBase64(dst, src []byte) ([]byte, int, string) {
 	var acc uint32
@@ -104,6 +121,12 @@ func appendBase64(dst, src []byte) ([]byte, int, string) {
 				acc, n = 0, 0
 			}
 		case c == b64Space:
+		case c == b64Junk:
+			k := junkLen(src[i:])
+			if k == 0 {
+				return dst, i, "illegal character"
+			}
+			i += k - 1
 		case c == b64Pad:
 			if n < 2 {
 				return dst, i, "padding in the wrong place"
@@ -117,6 +140,12 @@ func appendBase64(dst, src []byte) ([]byte, int, string) {
 						return dst, j, "too much padding"
 					}
 				case b64Space:
+				case b64Junk:
+					k := junkLen(src[j:])
+					if k == 0 {
+						return dst, j, "data after padding"
+					}
+					j += k - 1
 				default:
 					return dst, j, "data after padding"
 				}
