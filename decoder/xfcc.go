@@ -58,12 +58,12 @@ func isTokenChar(c byte) bool {
 }
 
 // keyAhead reports whether s[i:] (after optional spaces) is the end of the
-// input or a known XFCC key followed by '='.
+// input, another separator, or a known XFCC key followed by '='.
 func keyAhead(s string, i int) bool {
 	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
 		i++
 	}
-	if i == len(s) {
+	if i == len(s) || s[i] == ',' || s[i] == ';' {
 		return true
 	}
 	j := i
@@ -91,7 +91,7 @@ func ParseXFCC(s string) ([]XFCCElement, error) {
 			i++
 		}
 		el := len(els) + 1
-		if i == len(s) {
+		if i == len(s) || (pair == 0 && s[i] == ',') {
 			if pair == 0 {
 				return nil, xfccErr("element %d is empty (offset %d)", el, i)
 			}
