@@ -9,6 +9,63 @@
 // A Profile knows one producer's header names and payload family; the "auto"
 // profile recognises the family by its shape.
 //
+// # Profiles
+//
+//	profile     default header(s)                                    families accepted
+//	auto        Client-Cert                                          all, by shape (below)
+//	aws_alb     X-Amzn-Mtls-Clientcert                               U2/U1 URL-encoded PEM (chain), P
+//	nginx       Ssl-Client-Cert                                      U1 ($ssl_client_escaped_cert), P ($ssl_client_cert)
+//	envoy_xfcc  X-Forwarded-Client-Cert (a list header)              S, with U1 Cert/Chain inside
+//	traefik     X-Forwarded-Tls-Client-Cert                          B comma list (escaped pieces of <= 2.9.3 too)
+//	haproxy     X-Ssl-Client-Cert, chain X-Ssl-Client-Cert-Chain     B, quoted or not; chain one DER blob
+//	cloudflare  Cf-Client-Cert-Der-Base64                            B, R (transform rules)
+//	gcp         X-Client-Cert-Leaf, chain X-Client-Cert-Chain        R
+//	azure       X-Arr-Clientcert                                     B (App Service), P and U (Application Gateway)
+//	apache      Ssl-Client-Cert                                      P (CR/LF as spaces), U (escape expr)
+//	wso2        X-Wso2-Client-Certificate                            D, P, U, B
+//	rfc9440     Client-Cert, chain Client-Cert-Chain                 R
+//	pem         Client-Cert                                          P
+//	der_base64  Client-Cert                                          B
+//
+// U1/U2 URL-encoded PEM with '+' '/' '=' escaped/literal, P mangled or plain
+// PEM, B base64 DER, R RFC 9440 byte sequences, S Envoy XFCC, D base64 of a
+// PEM text (the family letters of header-formats.md). Every profile removes
+// one extra level of base64-of-PEM, and accepts several certificates where
+// its producer can send them. A value of a family the profile does not
+// accept fails with a message naming the profile that would decode it.
+//
+// # The auto profile
+//
+// auto tells the families apart by shape and reports in Result.Profile the
+// profile that stands for the family it found:
+//
+//	XFCC keys (By=, Hash=, Cert=, Chain=, Subject=, URI=, DNS=) at the start  envoy_xfcc
+//	":...:" (RFC 9440 byte sequence or list)                                rfc9440
+//	'%' and armor after unescaping, '+' '/' '=' all escaped (U1)            nginx
+//	'%' and armor after unescaping, a literal '+' '/' or '=' (U2)           aws_alb
+//	"-----BEGIN" (plain or mangled PEM)                                     pem
+//	anything else: base64 DER, quoted, comma list, DER blob, escaped pieces der_base64
+//	base64 that decodes to "-----BEGIN" (double encoding)                   wso2
+//
+// The certificate header of auto is a singleton unless Options.Header is
+// X-Forwarded-Client-Cert, which is a list header.
+//
+// # Tolerances
+//
+// '+' is never a space. '=' may be literal or %3D; padding is optional. One
+// pair of enclosing double quotes is removed (HAProxy %{+Q}). Whitespace
+// inside base64 is ignored, as are literal \r, \n and [\r], [\n] (base64
+// never contains a backslash or '['), and anything after the last END
+// marker. A chain header that starts with the leaf again does not repeat it.
+// Sentinels meaning "no certificate": empty, `""`, "(null)", "NONE", "::".
+//
+// # Errors
+//
+// Every failure is an *Error whose message names what was wrong and where
+// ("certificate 2 of 3: base64 at offset 120: illegal character"), never the
+// header text or certificate bytes; x509 parse errors are cut at their first
+// quote for the same reason.
+//
 // The package has no Caddy imports and no init(); the handler builds a
 // Decoder once at provision time and calls Decode per request.
 package decoder
