@@ -1,0 +1,377 @@
+package throttle
+
+import (
+	"context"
+	"hash/maphash"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultMaxKeys is the number of keys a Local tracks at most when
+// LocalOptions.MaxKeys is not set.
+const DefaultMaxKeys = 1_000_000
+
+const (
+	// numShards is the number of independently locked parts of a Local.
+	numShards = 64
+	// initialSlots is the ring size of a new key (capped by Tier.Requests);
+	// it doubles as needed up to Tier.Requests.
+	initialSlots = 4
+	// evictSample is how many keys of a shard eviction looks at.
+	evictSample = 16
+	// shrinkMinPeak is the map size from which Sweep rebuilds a shard's map
+	// that has shrunk to a quarter of its peak, so Go's maps, which never
+	// shrink on delete, give their memory back.
+	shrinkMinPeak = 1024
+)
+
+// LocalOptions configures NewLocal. The zero value is usable.
+type LocalOptions struct {
+	// Now is the clock; default time.Now. Tests inject a fake clock.
+	Now func() time.Time
+	// SweepInterval, when positive, makes NewLocal start a goroutine that
+	// calls Sweep that often, until Close. When zero, the owner calls Sweep
+	// itself (or never: MaxKeys still bounds memory).
+	SweepInterval time.Duration
+	// MaxKeys caps the number of keys tracked at once; when a new key
+	// arrives at the cap, one key is evicted (see Local). Values <= 0 mean
+	// DefaultMaxKeys.
+	MaxKeys int
+}
+
+// Local is an in-memory Limiter with an exact sliding window per key (see the
+// package documentation). It is safe for concurrent use and meant to be long
+// lived: one Local can be shared by successive configurations, for example
+// stored in a caddy.UsagePool (it implements Destruct for that), so counters
+// survive config reloads. Its state is per process: several Caddy instances
+// each count separately; use Redis to share limits.
+//
+// When MaxKeys keys are tracked and a new key arrives, Local evicts one key
+// rather than refusing to track the new one: an idle key if one is found,
+// else the least recently used of a small random sample from one shard. An
+// evicted key that was still active restarts with a full budget. Nothing is
+// ever refused for lack of room, and memory never grows past the cap.
+type Local struct {
+	now     func() time.Time
+	base    time.Time // timestamps are nanoseconds since base
+	seed    maphash.Seed
+	maxKeys int64
+
+	keys      atomic.Int64 // keys tracked, plus slots reserved for keys being added
+	evictions atomic.Uint64
+
+	shards [numShards]shard
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// shard is one lock and the keys hashed to it, padded to its own cache line.
+type shard struct {
+	mu   sync.Mutex
+	m    map[string]*entry
+	peak int // largest len(m) since the map was last rebuilt
+	_    [40]byte
+}
+
+// entry is the sliding window of one key: the timestamps of the requests
+// allowed in the window, oldest first, in ring[head], ring[head+1], ... (mod
+// len(ring)), n of them. len(ring) <= requests.
+type entry struct {
+	ring     []int64
+	head     int
+	n        int
+	requests int
+	window   time.Duration
+}
+
+// NewLocal returns a Local configured by opts and, when opts.SweepInterval is
+// positive, starts its sweep goroutine; Close stops it.
+func NewLocal(opts LocalOptions) *Local {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxKeys <= 0 {
+		opts.MaxKeys = DefaultMaxKeys
+	}
+	l := &Local{
+		now:     opts.Now,
+		base:    opts.Now(),
+		seed:    maphash.MakeSeed(),
+		maxKeys: int64(opts.MaxKeys),
+	}
+	for i := range l.shards {
+		l.shards[i].m = make(map[string]*entry)
+	}
+	if opts.SweepInterval > 0 {
+		l.stop = make(chan struct{})
+		l.done = make(chan struct{})
+		go l.sweepLoop(opts.SweepInterval)
+	}
+	return l
+}
+
+// Allow counts one request for key under tier. It never returns an error for
+// a valid tier (ctx is not used); an invalid tier gives an error wrapping
+// ErrInvalidTier. An unlimited tier is allowed without tracking the key.
+//
+// When tier's Requests or Window differ from those of the key's previous
+// call (the key moved to another tier, or the tier was reconfigured), the key
+// keeps its newest min(recorded, Requests) timestamps and judges them by the
+// new Window. This is exactly the sliding window of the new tier over the
+// requests allowed so far, so changing tiers never grants a free burst.
+//
+// For a key already tracked, Allow takes one shard lock and does not
+// allocate, unless the key's ring buffer has to grow.
+func (l *Local) Allow(_ context.Context, key string, tier Tier) (Decision, error) {
+	if tier.Requests <= 0 || tier.Window <= 0 {
+		if tier.Requests == 0 {
+			return Decision{Allowed: true}, nil
+		}
+		return Decision{}, tier.Validate()
+	}
+	i := l.shardIndex(key)
+	s := &l.shards[i]
+	s.mu.Lock()
+	e := s.m[key]
+	if e == nil {
+		s.mu.Unlock()
+		return l.allowNew(i, key, tier), nil
+	}
+	d := e.allow(l.sinceBase(l.now()), tier)
+	s.mu.Unlock()
+	return d, nil
+}
+
+// allowNew adds key to shard i, making room first when the cap is reached.
+func (l *Local) allowNew(i int, key string, tier Tier) Decision {
+	l.reserve(i)
+	s := &l.shards[i]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[key]
+	if e != nil {
+		// Another goroutine added the key meanwhile.
+		l.keys.Add(-1)
+	} else {
+		e = &entry{requests: tier.Requests, window: tier.Window}
+		e.ring = make([]int64, min(tier.Requests, initialSlots))
+		s.m[strings.Clone(key)] = e
+		s.peak = max(s.peak, len(s.m))
+	}
+	return e.allow(l.sinceBase(l.now()), tier)
+}
+
+// reserve takes one of the MaxKeys slots, evicting keys until one is free.
+func (l *Local) reserve(start int) {
+	for {
+		c := l.keys.Load()
+		if c < l.maxKeys {
+			if l.keys.CompareAndSwap(c, c+1) {
+				return
+			}
+			continue
+		}
+		if !l.evictOne(start) {
+			// Every slot is reserved by a key being added right now.
+			runtime.Gosched()
+		}
+	}
+}
+
+// evictOne removes one key, looking first in shard start, then in the
+// following ones: an idle key if the sample holds one, else the sampled key
+// whose newest request is the oldest. It reports whether it removed a key.
+func (l *Local) evictOne(start int) bool {
+	now := l.sinceBase(l.now())
+	for k := range numShards {
+		s := &l.shards[(start+k)%numShards]
+		s.mu.Lock()
+		var victim string
+		found := false
+		oldest := int64(0)
+		seen := 0
+		for key, e := range s.m { // map order is random: a random sample
+			if e.idle(now) {
+				victim, found = key, true
+				break
+			}
+			if nw := e.newest(); !found || nw < oldest {
+				victim, oldest, found = key, nw, true
+			}
+			if seen++; seen >= evictSample {
+				break
+			}
+		}
+		if found {
+			delete(s.m, victim)
+			s.mu.Unlock()
+			l.keys.Add(-1)
+			l.evictions.Add(1)
+			return true
+		}
+		s.mu.Unlock()
+	}
+	return false
+}
+
+// Sweep forgets every key whose newest request has left its window at time
+// now, and returns how many it removed. Forgetting such a key changes no later
+// decision. It locks one shard at a time.
+func (l *Local) Sweep(now time.Time) int {
+	t := l.sinceBase(now)
+	removed := 0
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		for key, e := range s.m {
+			if e.idle(t) {
+				delete(s.m, key)
+				removed++
+			}
+		}
+		if s.peak >= shrinkMinPeak && len(s.m) <= s.peak/4 {
+			m := make(map[string]*entry, len(s.m))
+			for key, e := range s.m {
+				m[key] = e
+			}
+			s.m = m
+			s.peak = len(m)
+		}
+		s.mu.Unlock()
+	}
+	l.keys.Add(-int64(removed))
+	return removed
+}
+
+// Len returns the number of keys tracked (including keys being added at this
+// instant).
+func (l *Local) Len() int { return int(l.keys.Load()) }
+
+// Evictions returns how many keys were evicted because MaxKeys was reached.
+// A growing number means MaxKeys is too small for the traffic, and limits are
+// no longer exact for the evicted keys.
+func (l *Local) Evictions() uint64 { return l.evictions.Load() }
+
+// Close stops the sweep goroutine, if any, and waits for it. It is idempotent
+// and always returns nil. The counters stay usable: Allow and Sweep still
+// work after Close.
+func (l *Local) Close() error {
+	l.closeOnce.Do(func() {
+		if l.stop != nil {
+			close(l.stop)
+			<-l.done
+		}
+	})
+	return nil
+}
+
+// Destruct calls Close. It makes Local a caddy.Destructor, so a
+// caddy.UsagePool closes it when the last configuration using it is
+// cleaned up.
+func (l *Local) Destruct() error { return l.Close() }
+
+func (l *Local) sweepLoop(every time.Duration) {
+	defer close(l.done)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			l.Sweep(l.now())
+		case <-l.stop:
+			return
+		}
+	}
+}
+
+func (l *Local) shardIndex(key string) int {
+	return int(maphash.String(l.seed, key) % numShards)
+}
+
+// sinceBase converts a time from the clock into the nanoseconds stored in
+// rings (monotonic when both readings have one).
+func (l *Local) sinceBase(t time.Time) int64 { return int64(t.Sub(l.base)) }
+
+// allow applies the sliding window at time now (nanoseconds since base).
+func (e *entry) allow(now int64, tier Tier) Decision {
+	if e.requests != tier.Requests || e.window != tier.Window {
+		e.retune(tier)
+	}
+	if e.n > 0 {
+		// Keep the ring chronological even if the clock steps back.
+		now = max(now, e.newest())
+	}
+	w := int64(e.window)
+	cutoff := now - w
+	for e.n > 0 && e.ring[e.head] <= cutoff {
+		if e.head++; e.head == len(e.ring) {
+			e.head = 0
+		}
+		e.n--
+	}
+	if e.n == 0 {
+		e.head = 0
+	}
+	if e.n < e.requests {
+		if e.n == len(e.ring) {
+			e.resize(min(2*len(e.ring), e.requests), e.n)
+		}
+		e.ring[e.index(e.n)] = now
+		e.n++
+		return Decision{
+			Allowed:   true,
+			Limit:     e.requests,
+			Remaining: e.requests - e.n,
+			Reset:     time.Duration(e.ring[e.head] + w - now),
+		}
+	}
+	wait := time.Duration(e.ring[e.head] + w - now)
+	return Decision{Limit: e.requests, Reset: wait, RetryAfter: wait}
+}
+
+// retune moves the entry to a new tier, keeping its newest timestamps.
+func (e *entry) retune(tier Tier) {
+	keep := min(e.n, tier.Requests)
+	e.resize(min(tier.Requests, max(keep, initialSlots)), keep)
+	e.requests, e.window = tier.Requests, tier.Window
+}
+
+// resize replaces the ring by one of size slots holding the newest keep
+// timestamps, oldest first from index 0.
+func (e *entry) resize(size, keep int) {
+	ring := make([]int64, size)
+	for j := range keep {
+		ring[j] = e.ring[e.index(e.n-keep+j)]
+	}
+	e.ring, e.head, e.n = ring, 0, keep
+}
+
+// index is the ring position of the j-th oldest timestamp.
+func (e *entry) index(j int) int {
+	i := e.head + j
+	if i >= len(e.ring) {
+		i -= len(e.ring)
+	}
+	return i
+}
+
+// newest is the latest recorded timestamp; only meaningful when n > 0.
+func (e *entry) newest() int64 {
+	if e.n == 0 {
+		return 0
+	}
+	return e.ring[e.index(e.n-1)]
+}
+
+// idle reports whether every recorded request has left the window at now.
+func (e *entry) idle(now int64) bool {
+	return e.n == 0 || e.newest() <= now-int64(e.window)
+}
+
+// Interface guard.
+var _ Limiter = (*Local)(nil)
