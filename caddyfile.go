@@ -2,7 +2,9 @@ package mtlsauth
 
 import (
 	"strconv"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -14,6 +16,7 @@ import (
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("mtls_auth", parseCaddyfile)
 	httpcaddyfile.RegisterDirectiveOrder("mtls_auth", httpcaddyfile.Before, "basic_auth")
+	httpcaddyfile.RegisterGlobalOption("mtls_auth", parseGlobalOption)
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -25,6 +28,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	mtls_auth [<matcher>] {
+//		api                <name>
 //		source             header|tls|any
 //		header             <field>
 //		chain_header       <field>
@@ -59,6 +63,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		var err error
 		switch sub {
+		case "api":
+			h.API, err = singleArg(d)
 		case "source":
 			h.Source, err = oneOf(d, "header", "tls", "any")
 		case "header":
@@ -115,6 +121,70 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// parseGlobalOption parses the global `mtls_auth` option into the app.
+// Syntax:
+//
+//	mtls_auth {
+//		tier           <name> <requests> <window>
+//		sync_interval  <duration>
+//	}
+//
+// `tier` may be repeated, once per name.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("mtls_auth global option already specified")
+	}
+	app := new(App)
+	d.Next() // consume option name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if sub != "tier" {
+			if seen[sub] {
+				return nil, d.Errf("%s already specified", sub)
+			}
+			seen[sub] = true
+		}
+		switch sub {
+		case "tier":
+			args := d.RemainingArgs()
+			if len(args) != 3 {
+				return nil, d.ArgErr()
+			}
+			n, err := strconv.Atoi(args[1])
+			if err != nil || n < 0 {
+				return nil, d.Errf("invalid tier requests '%s': want a whole number, 0 for unlimited", args[1])
+			}
+			w, err := caddy.ParseDuration(args[2])
+			if err != nil || w <= 0 {
+				return nil, d.Errf("invalid tier window '%s': want a positive duration such as 1m", args[2])
+			}
+			for _, t := range app.Tiers {
+				if t.Name == args[0] {
+					return nil, d.Errf("tier '%s' already specified", args[0])
+				}
+			}
+			app.Tiers = append(app.Tiers, Tier{Name: args[0], Requests: n, Window: caddy.Duration(w)})
+		case "sync_interval":
+			v, err := singleArg(d)
+			if err != nil {
+				return nil, err
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur < 100*time.Millisecond {
+				return nil, d.Errf("invalid sync_interval '%s': want a duration of at least 100ms", v)
+			}
+			app.SyncInterval = caddy.Duration(dur)
+		default:
+			return nil, d.Errf("unrecognized mtls_auth option '%s'", sub)
+		}
+	}
+	return httpcaddyfile.App{Name: "mtls_auth", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
 // unmarshalTrustPool reads `trust_pool <module> [...]`, delegating the

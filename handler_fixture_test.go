@@ -13,7 +13,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/certmagic"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 
 	"github.com/mtlsauth/caddy-mtls-auth/internal/testpki"
 )
@@ -74,11 +76,25 @@ func trustPool(files ...string) json.RawMessage {
 	return b
 }
 
-// provision provisions h in a fresh Caddy context and validates it.
+// newTestApp is an mtls_auth app over a file storage in a temp dir, as
+// Caddy would provision it (but not started: tests call syncOnce).
+func newTestApp(t *testing.T, tiers ...Tier) *App {
+	t.Helper()
+	a := &App{Tiers: tiers}
+	require.NoError(t, a.setup(zap.NewNop(), &certmagic.FileStorage{Path: t.TempDir()}))
+	require.NoError(t, a.Validate())
+	return a
+}
+
+// provision provisions h in a fresh Caddy context and validates it. The
+// handler gets a new test app unless it already has one.
 func provision(t *testing.T, h *Handler) error {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
+	if h.app == nil {
+		h.app = newTestApp(t)
+	}
 	if err := h.Provision(ctx); err != nil {
 		return err
 	}

@@ -62,6 +62,13 @@ func init() {
 // `{http.mtls.error}` | the reason code when not authenticated
 // `{http.auth.user.id}` | the alias, else the subject CN (authenticated requests only)
 type Handler struct {
+	// The API this route belongs to. It names the route's runtime
+	// certificate store, managed through the admin API at
+	// `/mtls_auth/apis/<api>/certs` and shared by every instance using the
+	// same storage: certificates added there are allowed on this route.
+	// Letters, digits, '.', '_' and '-'.
+	API string `json:"api,omitempty"`
+
 	// Where the certificate comes from: `header` (default), `tls` or `any`
 	// (the TLS connection first, then the header).
 	Source string `json:"source,omitempty"`
@@ -144,10 +151,16 @@ type Handler struct {
 	source   source
 	gate     sourceGate
 	decoder  *decoder.Decoder
-	verifier verifier
+	verifier *verifier
 	// stripHeaders are the canonical header names removed before next.
 	stripHeaders []string
 	now          func() time.Time
+	app          *App
+
+	// File reloading (see trust.go).
+	poolModule caddytls.CA
+	poolFiles  []string
+	files      *fileWatch
 }
 
 // AllowEntry is one allowed certificate.
@@ -182,6 +195,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.now = time.Now
 	h.mode = parseMode(h.Mode)
+	h.verifier = &verifier{}
+	h.files = &fileWatch{}
 	h.source = parseSource(h.Source)
 
 	gate, err := newSourceGate(h.TrustedSources)
@@ -211,55 +226,35 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.stripHeaders = append(h.stripHeaders, ch)
 	}
 
-	if h.TrustPoolRaw != nil {
-		val, err := ctx.LoadModule(h, "TrustPoolRaw")
-		if err != nil {
-			return fmt.Errorf("loading trust pool: %v", err)
-		}
-		ca, ok := val.(caddytls.CA)
-		if !ok {
-			return fmt.Errorf("trust_pool module %T is not a CA pool", val)
-		}
-		h.verifier.pool = ca.CertPool()
-	}
-
-	entries, err := h.loadAllowEntries()
-	if err != nil {
+	if err := h.provisionTrust(ctx); err != nil {
 		return err
 	}
-	if len(entries) > 0 {
-		list, err := store.NewAllowList(entries)
+
+	if h.app == nil { // preset only by unit tests
+		appIface, err := ctx.App("mtls_auth")
 		if err != nil {
-			return fmt.Errorf("allow: %v", err)
+			return fmt.Errorf("loading mtls_auth app: %v", err)
 		}
-		h.verifier.allow = list
+		h.app = appIface.(*App)
+	}
+	h.verifier.runtime = h.app.runtime
+	h.verifier.api = h.API
+	h.verifier.listed = len(h.Allow) > 0 || len(h.AllowDir) > 0 || h.API != ""
+	if h.watchesFiles() {
+		h.app.watch(h)
+	}
+	if h.API != "" {
+		h.app.registerAPI(h.API)
 	}
 	return nil
 }
 
-// loadAllowEntries reads the certificates named by allow and allow_dir.
-func (h *Handler) loadAllowEntries() ([]*store.Entry, error) {
-	repl := caddy.NewReplacer()
-	var entries []*store.Entry
-	for _, a := range h.Allow {
-		e, err := store.ReadEntry(a.Alias, repl.ReplaceKnown(a.File, ""))
-		if err != nil {
-			return nil, fmt.Errorf("allow %s: %v", a.Alias, err)
-		}
-		e.Meta = a.Meta
-		entries = append(entries, e)
+// Cleanup stops the app from re-reading this handler's files.
+func (h *Handler) Cleanup() error {
+	if h.app != nil {
+		h.app.unwatch(h)
 	}
-	for _, d := range h.AllowDir {
-		dirEntries, err := store.ReadDir(repl.ReplaceKnown(d.Dir, ""))
-		if err != nil {
-			return nil, fmt.Errorf("allow_dir: %v", err)
-		}
-		if len(dirEntries) == 0 {
-			h.logger.Warn("allow_dir holds no certificate files", zap.String("dir", d.Dir))
-		}
-		entries = append(entries, dirEntries...)
-	}
-	return entries, nil
+	return nil
 }
 
 // Validate checks the configuration; it only reads.
@@ -276,8 +271,13 @@ func (h *Handler) Validate() error {
 	if h.MaxChain < 0 {
 		return fmt.Errorf("max_chain: must not be negative")
 	}
-	if h.verifier.pool == nil && len(h.Allow) == 0 && len(h.AllowDir) == 0 {
-		return errors.New("no trust configured: set trust_pool, allow or allow_dir, or every client could pick its own identity")
+	if h.poolModule == nil && !h.verifier.listed {
+		return errors.New("no trust configured: set trust_pool, allow, allow_dir or api, or every client could pick its own identity")
+	}
+	if h.API != "" {
+		if err := store.ValidName("api", h.API); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -392,5 +392,6 @@ func (h *Handler) logReject(r *http.Request, o *outcome) {
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

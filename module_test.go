@@ -359,7 +359,7 @@ func TestProvisionAcceptsCAAsAllowEntry(t *testing.T) {
 	p := newPKI(t)
 	h := &Handler{Allow: []AllowEntry{{Alias: "root", File: p.rootFile}}}
 	require.NoError(t, provision(t, h))
-	assert.True(t, h.verifier.allow.Entries()[0].IsCA())
+	assert.True(t, h.verifier.static.Load().allow.Entries()[0].IsCA())
 }
 
 func TestAllowDir(t *testing.T) {

@@ -4,18 +4,34 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/mtlsauth/caddy-mtls-auth/store"
 )
 
-// verifier establishes whether a presented certificate chain is valid here
-// and which allow-list entry, if any, admits it. Built once at provision.
-type verifier struct {
+// trustSet is the trust built from the configuration's files: the trust
+// pool and the static allow list. It is immutable; a file reload swaps in a
+// new one.
+type trustSet struct {
 	// pool is the trust_pool; nil when none is configured.
 	pool *x509.CertPool
-	// allow is the static allow list; nil when none is configured.
+	// allow is the static allow list; nil when empty.
 	allow *store.AllowList
+}
+
+// verifier establishes whether a presented certificate chain is valid here
+// and which allow-list entry, if any, admits it.
+type verifier struct {
+	static atomic.Pointer[trustSet]
+	// runtime holds the deny list and the runtime allow lists; nil only in
+	// tests that build a verifier by hand.
+	runtime *store.Runtime
+	// api names this route's runtime allow list; "" for none.
+	api string
+	// listed is true when the route pins certificates (allow, allow_dir or
+	// api): the leaf must then be admitted by a list.
+	listed bool
 }
 
 // verdict is the result of verifying one chain.
@@ -25,9 +41,16 @@ type verdict struct {
 	entry  *store.Entry
 }
 
-// verify checks the leaf's validity window and extended key usage, then the
-// chain against the trust pool, then the allow list. certs is leaf first.
+// verify checks, in order: the deny list (it wins over everything), the
+// leaf's validity window and extended key usage, the chain against the trust
+// pool, then the allow lists. certs is leaf first.
 func (v *verifier) verify(certs []*x509.Certificate, fp store.Fingerprint, now time.Time) verdict {
+	snap := v.snapshot()
+	if len(snap.Deny) > 0 {
+		if vd, denied := v.denied(snap, certs, fp); denied {
+			return vd
+		}
+	}
 	leaf := certs[0]
 	if now.Before(leaf.NotBefore) {
 		return verdict{reason: reasonNotYetValid, detail: "certificate is valid from " + leaf.NotBefore.UTC().Format(time.RFC3339)}
@@ -38,24 +61,63 @@ func (v *verifier) verify(certs []*x509.Certificate, fp store.Fingerprint, now t
 	if !clientAuthAllowed(leaf) {
 		return verdict{reason: reasonWrongUsage, detail: "certificate's extended key usage does not include clientAuth"}
 	}
-	if v.pool != nil {
-		if r, detail := v.verifyChain(leaf, certs[1:], now); r != "" {
+	ts := v.static.Load()
+	if ts.pool != nil {
+		if r, detail := verifyChain(ts.pool, leaf, certs[1:], now); r != "" {
 			return verdict{reason: r, detail: detail}
 		}
 	}
-	if v.allow == nil {
+	if !v.listed {
 		return verdict{}
 	}
-	e := v.allow.Match(leaf, fp, certs[1:], now)
-	if e == nil {
-		return verdict{reason: reasonNotAllowed, detail: "certificate is not on this route's allow list"}
+	if ts.allow != nil {
+		if e := ts.allow.Match(leaf, fp, certs[1:], now); e != nil {
+			return verdict{entry: e}
+		}
 	}
-	return verdict{entry: e}
+	if v.api != "" {
+		if list := snap.APIs[v.api]; list != nil {
+			if e := list.Match(leaf, fp, certs[1:], now); e != nil {
+				return verdict{entry: e}
+			}
+		}
+	}
+	return verdict{reason: reasonNotAllowed, detail: "certificate is not on this route's allow list"}
 }
 
-// verifyChain verifies leaf to the trust pool through the presented
-// intermediates.
-func (v *verifier) verifyChain(leaf *x509.Certificate, intermediates []*x509.Certificate, now time.Time) (reason, string) {
+// snapshot is the runtime state to verify against.
+func (v *verifier) snapshot() *store.Snapshot {
+	if v.runtime == nil {
+		return emptyRuntime
+	}
+	return v.runtime.Snapshot()
+}
+
+var emptyRuntime = &store.Snapshot{}
+
+// denied checks every certificate of the presented chain against the deny
+// list, so that denying a compromised intermediate refuses what it issued.
+func (v *verifier) denied(snap *store.Snapshot, certs []*x509.Certificate, fp store.Fingerprint) (verdict, bool) {
+	if d, ok := snap.Deny[fp]; ok {
+		return verdict{reason: reasonDenied, detail: denyDetail("certificate", d)}, true
+	}
+	for _, c := range certs[1:] {
+		if d, ok := snap.Deny[store.FingerprintOf(c)]; ok {
+			return verdict{reason: reasonDenied, detail: denyDetail("a certificate in the chain", d)}, true
+		}
+	}
+	return verdict{}, false
+}
+
+func denyDetail(what string, d store.DenyRecord) string {
+	if d.Reason == "" {
+		return what + " is on the deny list"
+	}
+	return what + " is on the deny list: " + d.Reason
+}
+
+// verifyChain verifies leaf to pool through the presented intermediates.
+func verifyChain(pool *x509.CertPool, leaf *x509.Certificate, intermediates []*x509.Certificate, now time.Time) (reason, string) {
 	var inter *x509.CertPool
 	if len(intermediates) > 0 {
 		inter = x509.NewCertPool()
@@ -64,7 +126,7 @@ func (v *verifier) verifyChain(leaf *x509.Certificate, intermediates []*x509.Cer
 		}
 	}
 	_, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         v.pool,
+		Roots:         pool,
 		Intermediates: inter,
 		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},

@@ -34,6 +34,8 @@ type Entry struct {
 	Meta map[string]string
 	// Source says where the entry came from (a file path), for messages.
 	Source string
+	// AddedAt is when a runtime entry was added; zero for files.
+	AddedAt time.Time
 }
 
 // IsCA reports whether the entry admits the certificates it issued.

@@ -1,0 +1,182 @@
+package mtlsauth
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddytls"
+	"go.uber.org/zap"
+
+	"github.com/mtlsauth/caddy-mtls-auth/store"
+)
+
+// filePool is the shape of a `tls.ca_pool.source.file` trust pool, whose
+// files we re-read ourselves when they change.
+type filePool struct {
+	Provider string   `json:"provider"`
+	PEMFiles []string `json:"pem_files"`
+}
+
+// fileWatch remembers the state of the watched files at the last load.
+type fileWatch struct {
+	mu     sync.Mutex
+	stamps map[string]string
+}
+
+// provisionTrust loads the trust pool module and builds the first trust
+// set from the configuration's files.
+func (h *Handler) provisionTrust(ctx caddy.Context) error {
+	if h.TrustPoolRaw != nil {
+		var fp filePool
+		if json.Unmarshal(h.TrustPoolRaw, &fp) == nil && fp.Provider == "file" {
+			repl := caddy.NewReplacer()
+			for _, f := range fp.PEMFiles {
+				h.poolFiles = append(h.poolFiles, repl.ReplaceKnown(f, ""))
+			}
+		}
+		val, err := ctx.LoadModule(h, "TrustPoolRaw")
+		if err != nil {
+			return fmt.Errorf("loading trust pool: %v", err)
+		}
+		ca, ok := val.(caddytls.CA)
+		if !ok {
+			return fmt.Errorf("trust_pool module %T is not a CA pool", val)
+		}
+		h.poolModule = ca
+	}
+	ts, err := h.buildTrust()
+	if err != nil {
+		return err
+	}
+	h.verifier.static.Store(ts)
+	h.files.stamps = h.stampFiles()
+	return nil
+}
+
+// buildTrust reads the trust pool's files (for the file provider) and the
+// allow lists into a new trust set.
+func (h *Handler) buildTrust() (*trustSet, error) {
+	ts := &trustSet{}
+	switch {
+	case len(h.poolFiles) > 0:
+		ts.pool = x509.NewCertPool()
+		for _, f := range h.poolFiles {
+			certs, err := store.ReadCertificates(f)
+			if err != nil {
+				return nil, fmt.Errorf("trust_pool: %v", err)
+			}
+			for _, c := range certs {
+				ts.pool.AddCert(c)
+			}
+		}
+	case h.poolModule != nil:
+		ts.pool = h.poolModule.CertPool()
+	}
+	entries, err := h.loadAllowEntries()
+	if err != nil {
+		return nil, err
+	}
+	if len(entries) > 0 {
+		list, err := store.NewAllowList(entries)
+		if err != nil {
+			return nil, fmt.Errorf("allow: %v", err)
+		}
+		ts.allow = list
+	}
+	return ts, nil
+}
+
+// loadAllowEntries reads the certificates named by allow and allow_dir.
+func (h *Handler) loadAllowEntries() ([]*store.Entry, error) {
+	var entries []*store.Entry
+	for _, a := range h.Allow {
+		e, err := store.ReadEntry(a.Alias, h.path(a.File))
+		if err != nil {
+			return nil, fmt.Errorf("allow %s: %v", a.Alias, err)
+		}
+		e.Meta = a.Meta
+		entries = append(entries, e)
+	}
+	for _, d := range h.AllowDir {
+		dirEntries, err := store.ReadDir(h.path(d.Dir))
+		if err != nil {
+			return nil, fmt.Errorf("allow_dir: %v", err)
+		}
+		if len(dirEntries) == 0 {
+			h.logger.Warn("allow_dir holds no certificate files", zap.String("dir", d.Dir))
+		}
+		entries = append(entries, dirEntries...)
+	}
+	return entries, nil
+}
+
+// path resolves {env.*} and other global placeholders in a configured path.
+func (h *Handler) path(p string) string { return caddy.NewReplacer().ReplaceKnown(p, "") }
+
+// stampFiles records the modification time and size of every watched file
+// (and the listing of every allow_dir), to tell when to reload.
+func (h *Handler) stampFiles() map[string]string {
+	stamps := map[string]string{}
+	stamp := func(p string) {
+		if fi, err := os.Stat(p); err == nil {
+			stamps[p] = fi.ModTime().String() + "/" + strconv.FormatInt(fi.Size(), 10)
+		} else {
+			stamps[p] = "missing"
+		}
+	}
+	for _, f := range h.poolFiles {
+		stamp(f)
+	}
+	for _, a := range h.Allow {
+		stamp(h.path(a.File))
+	}
+	for _, d := range h.AllowDir {
+		dir := h.path(d.Dir)
+		stamp(dir)
+		des, _ := os.ReadDir(dir)
+		for _, de := range des {
+			stamp(filepath.Join(dir, de.Name()))
+		}
+	}
+	return stamps
+}
+
+// watchesFiles reports whether the handler has certificate files to re-read.
+func (h *Handler) watchesFiles() bool {
+	return len(h.poolFiles) > 0 || len(h.Allow) > 0 || len(h.AllowDir) > 0
+}
+
+// reloadFiles is called by the app's sync loop: when a watched file changed,
+// it rebuilds the trust set and swaps it in. A file that no longer loads
+// keeps the last good set and logs an error naming the file; the reload is
+// tried again on the next tick.
+func (h *Handler) reloadFiles() {
+	h.files.mu.Lock()
+	defer h.files.mu.Unlock()
+	stamps := h.stampFiles()
+	if maps.Equal(stamps, h.files.stamps) {
+		return
+	}
+	ts, err := h.buildTrust()
+	if err != nil {
+		h.logger.Error("certificate files changed but do not load; keeping the last good set", zap.Error(err))
+		return
+	}
+	h.verifier.static.Store(ts)
+	h.files.stamps = stamps
+	h.logger.Info("reloaded certificate files", zap.Int("allowed", allowLen(ts)))
+}
+
+func allowLen(ts *trustSet) int {
+	if ts.allow == nil {
+		return 0
+	}
+	return ts.allow.Len()
+}
