@@ -183,40 +183,55 @@ func (l *Local) reserve(start int) {
 	}
 }
 
-// evictOne removes one key, looking first in shard start, then in the
-// following ones: an idle key if the sample holds one, else the sampled key
-// whose newest request is the oldest. It reports whether it removed a key.
+// evictOne removes one key. It samples up to evictSample keys, from shard
+// start onwards, and removes the first idle key it meets; failing that, the
+// sampled key whose newest request is the oldest (approximate LRU). It
+// reports whether it removed a key.
 func (l *Local) evictOne(start int) bool {
 	now := l.sinceBase(l.now())
-	for k := range numShards {
+	var (
+		lru       *entry
+		lruKey    string
+		lruShard  *shard
+		lruNewest int64
+		seen      int
+	)
+	for k := 0; k < numShards && seen < evictSample; k++ {
 		s := &l.shards[(start+k)%numShards]
 		s.mu.Lock()
-		var victim string
-		found := false
-		oldest := int64(0)
-		seen := 0
 		for key, e := range s.m { // map order is random: a random sample
 			if e.idle(now) {
-				victim, found = key, true
-				break
+				delete(s.m, key)
+				s.mu.Unlock()
+				l.evicted()
+				return true
 			}
-			if nw := e.newest(); !found || nw < oldest {
-				victim, oldest, found = key, nw, true
+			if nw := e.newest(); lru == nil || nw < lruNewest {
+				lru, lruKey, lruShard, lruNewest = e, key, s, nw
 			}
 			if seen++; seen >= evictSample {
 				break
 			}
 		}
-		if found {
-			delete(s.m, victim)
-			s.mu.Unlock()
-			l.keys.Add(-1)
-			l.evictions.Add(1)
-			return true
-		}
 		s.mu.Unlock()
 	}
-	return false
+	if lru == nil {
+		return false
+	}
+	s := lruShard
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[lruKey] != lru {
+		return false // removed meanwhile; the caller looks again
+	}
+	delete(s.m, lruKey)
+	l.evicted()
+	return true
+}
+
+func (l *Local) evicted() {
+	l.keys.Add(-1)
+	l.evictions.Add(1)
 }
 
 // Sweep forgets every key whose newest request has left its window at time
