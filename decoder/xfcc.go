@@ -234,7 +234,7 @@ func (d *Decoder) decodeXFCC(r *run, s string) error {
 			return err
 		}
 		if el.Cert != "" {
-			c := getRun(1)
+			c := getRun(r.max)
 			c.where = where + "Cert: "
 			err := c.decodeXFCCField(el.Cert)
 			same := err == nil && bytes.Equal(c.ders[0], r.ders[0])
