@@ -130,6 +130,9 @@ func (d *Decoder) Decode(values, chainValues []string) (Result, error) {
 	if err := d.decodeCert(r, s); err != nil {
 		return Result{}, err
 	}
+	if len(r.ders) == 0 { // not reached: every family yields a certificate or an error
+		return Result{}, errorf(KindMalformed, "no certificate found")
+	}
 	res := Result{Profile: d.opts.Profile}
 	if d.profile.name == ProfileAuto {
 		res.Profile = r.detected()
