@@ -192,6 +192,7 @@ func producerCases(t *testing.T) []producerCase {
 		{name: "pem/CRLF", opts: Options{Profile: "pem"}, values: one(strings.ReplaceAll(string(leaf.PEM()), "\n", "\r\n")), want: l, auto: "pem"},
 		{name: "pem/literal [\\r] junk between and after", opts: Options{Profile: "pem"},
 			values: one(strings.ReplaceAll(string(chainPEM(leaf, inter)), "\n", `[\r][\n]`)), want: li, auto: "pem"},
+		{name: "pem/JSON-escaped line breaks", opts: Options{Profile: "pem"}, values: one(strings.ReplaceAll(string(chainPEM(leaf, inter)), "\n", `\r\n`)), want: li, auto: "pem"},
 		{name: "pem/trailing garbage after END", opts: Options{Profile: "pem"}, values: one(string(leaf.PEM()) + "\r\n garbage"), want: l, auto: "pem"},
 		{name: "pem/quoted", opts: Options{Profile: "pem"}, values: one(`"` + apacheCert(leaf) + `"`), want: l, auto: "pem"},
 		{name: "pem/form-encoded label", opts: Options{Profile: "aws_alb"}, values: one(strings.ReplaceAll(albEncode(leaf.PEM()), "%20", "+")), want: l, auto: "aws_alb"},
@@ -446,6 +447,14 @@ func assertNoEcho(t *testing.T, msg, value string) {
 			t.Fatalf("error message echoes the header value (%q)", w)
 		}
 	}
+}
+
+func TestSanitize(t *testing.T) {
+	t.Parallel()
+	assert.Equal(t, "x509: cannot parse URI (details withheld)", sanitize(errors.New(`x509: cannot parse URI "http://secret.example": bad`)))
+	assert.Equal(t, "x509: malformed certificate", sanitize(errors.New("x509: malformed certificate")))
+	long := sanitize(errors.New(strings.Repeat("x", 300)))
+	assert.Len(t, long, 203)
 }
 
 func TestErrorStrings(t *testing.T) {
