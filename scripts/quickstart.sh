@@ -13,12 +13,16 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/mtls-quickstart.XXXXXX")"
 bash scripts/deps.sh
-bash scripts/build.sh >/dev/null
+log "building bin/caddy if the sources changed (the first build takes a few minutes)"
+if ! bash scripts/build.sh >"$WORK/build.log" 2>&1; then
+	cat "$WORK/build.log" >&2
+	rm -rf "$WORK"
+	die "bin/caddy could not be built"
+fi
 CADDY="$REPO_ROOT/bin/caddy"
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/mtls-quickstart.XXXXXX")"
 PIDS=()
 cleanup() {
 	local pid
@@ -185,7 +189,7 @@ check() {
 	out=$(cd "$PKI" && curl -sS --max-time 10 -w '\n%{http_code}' "$@" 2>&1) || true
 	status="${out##*$'\n'}"
 	body="${out%$'\n'*}"
-	echo "$status $body"
+	echo "HTTP $status | $body"
 	# Errors must match exactly ("401 untrusted" is not "401 untrusted_source");
 	# a 200 must contain the expected text.
 	if [[ "$status" == "$want_status" ]] &&

@@ -77,7 +77,8 @@ fi
 
 # ---------------------------------------------------------------- gofmt
 step "gofmt"
-unformatted=$(gofmt -l $(find . \( -path ./.git -o -path ./bin -o -path ./vendor \) -prune -o -name '*.go' -print) 2>&1)
+unformatted=$(find . \( -path ./.git -o -path ./bin -o -path ./vendor -o -name testdata \) -prune -o -name '*.go' -print0 |
+	xargs -0 -r gofmt -l 2>&1)
 if [[ -n "$unformatted" ]]; then
 	echo "these files need gofmt -w:"
 	echo "$unformatted" | sed 's/^/    /'
@@ -167,7 +168,7 @@ go test -run '^$' -bench . -benchtime 200x -benchmem -timeout 10m ./... >"$LOG_D
 rc=$?
 grep -E '^(Benchmark|ok|FAIL|--- FAIL|panic)' "$LOG_DIR/bench.log" | grep -v 'no test files' || true
 bp=$(grep -c -E '^Benchmark\S+\s+[0-9]+\s+[0-9.]+ ns/op' "$LOG_DIR/bench.log")
-bf=$(grep -c -E '^--- FAIL: |^FAIL[[:space:]]+\S+.*\[build failed\]' "$LOG_DIR/bench.log")
+bf=$(grep -c -E '^--- FAIL: |^FAIL[[:space:]]+\S+.*\[(build|setup) failed\]|^panic: test timed out' "$LOG_DIR/bench.log")
 passed=$((passed + bp))
 failed=$((failed + bf))
 if ((rc != 0)); then
