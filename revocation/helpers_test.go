@@ -237,6 +237,13 @@ func (r *responder) set(c *testpki.Cert, status int) {
 
 func (r *responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.hits.Add(1)
+	// Read the body first: only then does the server notice a client that
+	// goes away, and cancel req.Context().
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
 	r.mu.Lock()
 	delay, gate, seen, code, raw := r.delay, r.gate, r.seen, r.code, r.raw
 	r.mu.Unlock()
@@ -259,11 +266,6 @@ func (r *responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if raw != nil {
 		_, _ = w.Write(raw)
-		return
-	}
-	body, err := io.ReadAll(req.Body)
-	if err != nil {
-		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
 	oreq, err := ocsp.ParseRequest(body)
