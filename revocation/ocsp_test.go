@@ -49,10 +49,14 @@ func TestOCSPStatus(t *testing.T) {
 			r.tweak = func(t *ocsp.Response) { t.NextUpdate = time.Time{} }
 		}, status: Good, ttl: noNextUpdateTTL},
 		{name: "expired answer", setup: func(r *responder, _ *testpki.Cert) {
-			r.tweak = func(t *ocsp.Response) { t.ThisUpdate, t.NextUpdate = t.ThisUpdate.Add(-3*time.Hour), t.NextUpdate.Add(-2*time.Hour) }
+			r.tweak = func(t *ocsp.Response) {
+				t.ThisUpdate, t.NextUpdate = t.ThisUpdate.Add(-3*time.Hour), t.NextUpdate.Add(-2*time.Hour)
+			}
 		}, status: Unknown, want: "expired"},
 		{name: "answer from the future", setup: func(r *responder, _ *testpki.Cert) {
-			r.tweak = func(t *ocsp.Response) { t.ThisUpdate, t.NextUpdate = t.ThisUpdate.Add(time.Hour), t.NextUpdate.Add(time.Hour) }
+			r.tweak = func(t *ocsp.Response) {
+				t.ThisUpdate, t.NextUpdate = t.ThisUpdate.Add(time.Hour), t.NextUpdate.Add(time.Hour)
+			}
 		}, status: Unknown, want: "not valid before"},
 		{name: "small clock skew is fine", setup: func(r *responder, _ *testpki.Cert) {
 			r.tweak = func(t *ocsp.Response) { t.ThisUpdate = t.ThisUpdate.Add(3 * time.Minute) }
