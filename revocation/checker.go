@@ -38,6 +38,10 @@ const (
 	failureTTL = 5 * time.Second
 	// unknownTTL caps how long an OCSP "unknown" answer is remembered.
 	unknownTTL = time.Minute
+	// maxAgeNoNextUpdate is the oldest thisUpdate accepted in an OCSP
+	// answer without nextUpdate: such answers are made on request, and an
+	// old one is a replay.
+	maxAgeNoNextUpdate = time.Hour
 	// maxOCSPResponseBytes caps an OCSP response.
 	maxOCSPResponseBytes = 256 << 10
 )
@@ -52,6 +56,9 @@ var (
 	// ErrNoIssuer: the chain holds one certificate that is not self-issued,
 	// so there is no issuer to check it with.
 	ErrNoIssuer = errors.New("the chain has no issuer for the certificate")
+	// ErrChainOrder: a certificate in the chain is not followed by its
+	// issuer.
+	ErrChainOrder = errors.New("the next certificate in the chain is not its issuer")
 	// ErrTooLarge: a CRL or OCSP response is larger than allowed.
 	ErrTooLarge = errors.New("response too large")
 	// ErrBadSignature: a CRL or OCSP response is not signed by the
@@ -87,7 +94,9 @@ func (s Status) String() string {
 }
 
 // Config configures a Checker. At least one of CRLs, CRLFromCertificate and
-// OCSP must be set.
+// OCSP must be set; every source set is consulted for every certificate.
+// Whether an Unknown result is rejected (hard fail) or allowed (soft fail)
+// is the caller's decision, so it is not configured here.
 type Config struct {
 	// CRLs are CRL files (DER or PEM) or http/https URLs, loaded by New.
 	CRLs []string
@@ -112,7 +121,9 @@ type Config struct {
 	// MaxCachedOCSP caps the OCSP answers kept. Default 10,000.
 	MaxCachedOCSP int
 	// RefreshInterval is how often the Checker calls Refresh itself.
-	// Default 1m; negative: never (the caller calls Refresh).
+	// Default 1m; negative: never (the caller calls Refresh). Results
+	// resting on configured CRLs are valid for at most this long (1m when
+	// negative), since a CRL may be replaced before its nextUpdate.
 	RefreshInterval time.Duration
 
 	// HTTPClient makes the requests. Default: a client that honours the
@@ -124,7 +135,8 @@ type Config struct {
 	// Logger receives events worth an operator's attention: a CRL that could
 	// not be reloaded (the last good one is kept), a CRL that became stale, a
 	// CRL whose signature does not verify with an issuer, and (with a nil
-	// err) a CRL reloaded. source is the file or URL. May be nil.
+	// err) a CRL reloaded. source is the file or URL. It is called from
+	// the refresh loop and from Check, concurrently. May be nil.
 	Logger func(msg, source string, err error)
 }
 
@@ -134,7 +146,7 @@ type Result struct {
 	Status Status
 	// Which is the index in the chain of the certificate that made the
 	// result Revoked (the first revoked one) or Unknown (the first unknown
-	// one); -1 when Good.
+	// one); -1 when Good or the chain is empty.
 	Which int
 	// ValidUntil is when the answers this result rests on expire; a cached
 	// result must not be used past it. Zero for Unknown.
@@ -163,17 +175,16 @@ type Checker struct {
 	// be replaced at the next refresh.
 	horizon time.Duration
 
-	sources     []*crlSource
-	configured  map[string]bool // configured CRL URLs, not fetched again as distribution points
-	index       atomic.Pointer[crlIndex]
-	refreshMu   sync.Mutex
-	cdp         *cdpCache
-	ocsp        *ocspCache
-	baseCtx     context.Context
-	cancel      context.CancelFunc
-	loopDone    chan struct{}
-	closeOnce   sync.Once
-	ocspURLFrom func(*x509.Certificate) string
+	sources    []*crlSource
+	configured map[string]bool // configured CRL URLs, not fetched again as distribution points
+	index      atomic.Pointer[crlIndex]
+	refreshMu  sync.Mutex
+	cdp        *cdpCache
+	ocsp       *ocspCache
+	baseCtx    context.Context
+	cancel     context.CancelFunc
+	loopDone   chan struct{}
+	closeOnce  sync.Once
 }
 
 // New validates cfg, loads the configured CRLs and starts the refresh loop.
@@ -489,6 +500,10 @@ func (t *tally) addErr(err error) { t.errs = append(t.errs, err) }
 // false it answers only from memory and reports ok=false if some source
 // would need the network.
 func (c *Checker) checkCert(ctx context.Context, cert, issuer *x509.Certificate, now time.Time, network bool) (certResult, bool) {
+	if string(cert.RawIssuer) != string(issuer.RawSubject) {
+		return certResult{status: Unknown, err: fmt.Errorf("certificate serial %x from %q: %w",
+			cert.SerialNumber, issuerName(cert), ErrChainOrder)}, true
+	}
 	var t tally
 	covered := false
 
@@ -575,7 +590,7 @@ func (c *Checker) checkCert(ctx context.Context, cert, issuer *x509.Certificate,
 
 func issuerName(cert *x509.Certificate) string { return cert.Issuer.String() }
 
-// answerStatus extends Status with "this source does not cover the
+// notApplicable extends Status with "this source does not cover the
 // certificate".
 const notApplicable Status = 255
 
@@ -590,5 +605,5 @@ type answer struct {
 }
 
 func (a answer) certResult() certResult {
-	return certResult{status: a.status, validUntil: a.validUntil, revokedAt: a.revokedAt, reason: a.reason, source: a.source, err: a.err}
+	return certResult(a)
 }

@@ -111,8 +111,11 @@ func parseCRL(data []byte, name string, now time.Time) (*crl, error) {
 		}
 		l.revoked[string(appendSerial(buf[:0], e.SerialNumber))] = revokedEntry{at: e.RevocationTime, reason: e.ReasonCode}
 	}
+	// Drop the parsed entries (the map has them); the parser still fills
+	// the deprecated field too.
 	rl.RevokedCertificateEntries = nil
-	rl.RevokedCertificates = nil //nolint:staticcheck // dropped to save memory
+	//lint:ignore SA1019 clearing it, not using it
+	rl.RevokedCertificates = nil
 	l.list = rl
 	return l, nil
 }

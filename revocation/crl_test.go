@@ -180,6 +180,12 @@ func TestCRLStatus(t *testing.T) {
 			status: Unknown, which: 0, errIs: ErrNotCovered,
 		},
 		{
+			name:   "chain out of order",
+			crls:   map[string][]byte{"inter.crl": makeCRL(t, h.inter, fresh), "root.crl": makeCRL(t, h.root, fresh)},
+			chain:  []*x509.Certificate{h.leaf.Cert, h.root.Cert},
+			status: Unknown, which: 0, errIs: ErrChainOrder,
+		},
+		{
 			name:   "self-signed alone",
 			chain:  []*x509.Certificate{h.root.Cert},
 			crls:   map[string][]byte{"inter.crl": makeCRL(t, h.inter, fresh)},

@@ -20,11 +20,16 @@
 //     Concurrent fetches of one URL are coalesced.
 //   - With Config.OCSP, the responder (Config.OCSPResponder, else the first
 //     http/https responder in the certificate's Authority Information Access)
-//     is asked by HTTP POST. The answer's signature (by the issuer, or by a
-//     responder certificate the issuer delegated with the OCSPSigning extended
-//     key usage) and freshness are verified, and it is cached (a bounded LRU)
-//     until its nextUpdate, or 5 minutes when it has none. Concurrent lookups
-//     of one certificate are coalesced.
+//     is asked by HTTP POST (request hashed with SHA-1, as responders expect;
+//     no nonce). The answer must be about the certificate (serial and issuer
+//     hashes), signed by the issuer or by a responder certificate the issuer
+//     delegated with the OCSPSigning extended key usage, and current:
+//     thisUpdate not more than 5 minutes ahead, nextUpdate not passed, and
+//     without a nextUpdate not more than an hour old. It is cached (a bounded
+//     LRU) until its nextUpdate, or 5 minutes when it has none; an "unknown"
+//     answer for at most a minute and a failure for 5 seconds, so that a dead
+//     responder costs one timeout per certificate now and then, not one per
+//     request. Concurrent lookups of one certificate are coalesced.
 //
 // A CRL is used for a certificate only when its issuer name equals the
 // certificate's issuer name, its signature verifies with the issuer
@@ -43,7 +48,8 @@
 // checked. A chain of one self-issued certificate has nothing to check and is
 // [Good]; a chain of one certificate that is not self-issued has no issuer to
 // check it with and is [Unknown]. Check must only be given chains that have
-// been verified: it trusts the chain's issuers and the URLs they signed.
+// been verified: it trusts the chain's issuers and the URLs they signed. A
+// certificate not followed by its issuer (by name) is Unknown.
 //
 // # Status
 //

@@ -151,6 +151,9 @@ func verifyOCSP(body []byte, cert, issuer *x509.Certificate, now time.Time) (*oc
 	if !resp.NextUpdate.IsZero() && !now.Before(resp.NextUpdate) {
 		return nil, fmt.Errorf("answer expired at %s", resp.NextUpdate.UTC().Format(time.RFC3339))
 	}
+	if resp.NextUpdate.IsZero() && now.Sub(resp.ThisUpdate) > maxAgeNoNextUpdate {
+		return nil, fmt.Errorf("answer without nextUpdate made at %s: too old", resp.ThisUpdate.UTC().Format(time.RFC3339))
+	}
 	return resp, nil
 }
 

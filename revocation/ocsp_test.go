@@ -48,6 +48,9 @@ func TestOCSPStatus(t *testing.T) {
 		{name: "no nextUpdate", setup: func(r *responder, _ *testpki.Cert) {
 			r.tweak = func(t *ocsp.Response) { t.NextUpdate = time.Time{} }
 		}, status: Good, ttl: noNextUpdateTTL},
+		{name: "old answer without nextUpdate", setup: func(r *responder, _ *testpki.Cert) {
+			r.tweak = func(t *ocsp.Response) { t.ThisUpdate, t.NextUpdate = t.ThisUpdate.Add(-2*time.Hour), time.Time{} }
+		}, status: Unknown, want: "too old"},
 		{name: "expired answer", setup: func(r *responder, _ *testpki.Cert) {
 			r.tweak = func(t *ocsp.Response) {
 				t.ThisUpdate, t.NextUpdate = t.ThisUpdate.Add(-3*time.Hour), t.NextUpdate.Add(-2*time.Hour)
