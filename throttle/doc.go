@@ -38,8 +38,11 @@
 // An evicted key that was still active starts over with a fresh budget, so
 // the limit is exact for as long as the number of live keys stays under
 // MaxKeys, and degrades gracefully, never by growing memory, beyond it.
-// The worst case is MaxKeys × (about 150 bytes + the key + 8 bytes × the
-// largest Tier.Requests in use).
+// A key costs about 130 bytes plus the key's length plus 8 bytes per ring
+// slot (measured: 207 bytes for a 75-byte key and a one-slot ring), so the
+// worst case is MaxKeys × (130 bytes + key + 8 bytes × the largest
+// Tier.Requests in use); about 210 MB for the default MaxKeys with small
+// budgets.
 //
 // Local is a long-lived object: one value can serve successive
 // configurations (for example through a caddy.UsagePool across config
@@ -56,7 +59,11 @@
 // instance pointing at the same Redis therefore shares one exact limit, and
 // because the script reads the time with Redis' TIME command, instances with
 // skewed clocks still agree. Redis evicts idle keys itself by expiry; a key
-// holds at most Requests members.
+// holds at most Requests members. The exactness holds for one Redis server
+// (or a primary whose replicas only take over on failure): requests counted
+// on a primary that dies before replicating are forgotten, and a step back of
+// the server's clock briefly widens the window. Redis Cluster and Sentinel
+// URLs are not supported.
 //
 // Every call to Redis is bounded by RedisOptions.Timeout (default 100ms):
 // dial, pool wait, write and read. When Redis is down, unreachable or

@@ -51,6 +51,10 @@ type RedisOptions struct {
 // a key's tier changes, members older than the new Window are dropped and
 // the count is compared with the new Requests: a lowered limit refuses until
 // enough old requests have left the window, never grants a free burst.
+//
+// go-redis logs failed dials through its package-wide logger (standard log
+// to stderr unless redis.SetLogger replaces it); this package leaves that
+// global alone.
 type Redis struct {
 	client  *redis.Client
 	timeout time.Duration

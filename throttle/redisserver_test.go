@@ -18,7 +18,7 @@ import (
 // redisServer is a real redis-server started by a test on a free loopback
 // port, without persistence, and stopped by t.Cleanup.
 type redisServer struct {
-	t    *testing.T
+	t    testing.TB
 	bin  string
 	port int
 	dir  string
@@ -29,7 +29,7 @@ type redisServer struct {
 
 // startRedis starts redis-server. A missing binary fails the test unless
 // MTLS_SKIP_REDIS=1 (scripts/deps.sh installs the Debian package).
-func startRedis(t *testing.T) *redisServer {
+func startRedis(t testing.TB) *redisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
