@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mtlsauth/caddy-mtls-auth/store"
+	"github.com/mtlsauth/caddy-mtls-auth/throttle"
 )
 
 func init() {
@@ -37,6 +38,13 @@ type App struct {
 	// Throttling tiers that certificates can be bound to by name.
 	Tiers []Tier `json:"tiers,omitempty"`
 
+	// Where throttle counters live: in memory (default) or in Redis.
+	Throttle *ThrottleConfig `json:"throttle,omitempty"`
+
+	// What to do when the Redis backend cannot answer: `allow` (default; the
+	// failure is logged and counted) or `deny` (429 with Retry-After: 1).
+	OnError string `json:"on_error,omitempty"`
+
 	// How often runtime certificates (added through the admin API, possibly
 	// on another instance) and certificate files named in the configuration
 	// are re-read. Default: 10s.
@@ -49,7 +57,11 @@ type App struct {
 
 	reg    *registry
 	cancel context.CancelFunc
-	done   chan struct{}
+
+	limiter        throttle.Limiter
+	releaseLimiter func()
+	stats          *throttleStats
+	done           chan struct{}
 }
 
 // registry is what the handlers of one configuration tell their app.
@@ -98,6 +110,10 @@ func (a *App) setup(logger *zap.Logger, storage certmagic.Storage) error {
 			return fmt.Errorf("tier '%s' is defined twice", t.Name)
 		}
 		a.tiers[t.Name] = t
+	}
+	a.stats = &throttleStats{}
+	if err := a.provisionLimiter(); err != nil {
+		return err
 	}
 	a.reg = &registry{watchers: map[*Handler]struct{}{}, apis: map[string]struct{}{}}
 	a.runtime = store.NewRuntime(storage, storagePrefix)
@@ -210,7 +226,8 @@ func (a *App) unwatch(h *Handler) {
 
 // Interface guards
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
-	_ caddy.Validator   = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )

@@ -1,6 +1,7 @@
 package mtlsauth
 
 import (
+	"encoding/json"
 	"strconv"
 	"time"
 
@@ -21,6 +22,17 @@ func init() {
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var m Handler
+	// The global option is parsed first: knowing its tiers lets an unknown
+	// tier name be reported with its line.
+	m.knownTiers = map[string]bool{}
+	if opt, ok := h.Option("mtls_auth").(httpcaddyfile.App); ok {
+		var app App
+		if err := json.Unmarshal(opt.Value, &app); err == nil {
+			for _, t := range app.Tiers {
+				m.knownTiers[t.Name] = true
+			}
+		}
+	}
 	err := m.UnmarshalCaddyfile(h.Dispenser)
 	return &m, err
 }
@@ -35,8 +47,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		profile            <name>
 //		trusted_sources    <cidr...>|server|any
 //		trust_pool         <module> [...]
-//		allow              <alias> <pem-file> [meta <key> <value>]...
-//		allow_dir          <dir>
+//		allow              <alias> <pem-file> [tier <name>] [meta <key> <value>]...
+//		allow_dir          <dir> [tier <name>]
+//		default_tier       <name>
 //		mode               mandatory|optional|fallback
 //		keep_header
 //		xfcc_element       first|last|<n>
@@ -87,9 +100,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "allow":
 			err = h.unmarshalAllow(d)
 		case "allow_dir":
-			var dir string
-			if dir, err = singleArg(d); err == nil {
-				h.AllowDir = append(h.AllowDir, AllowDir{Dir: dir})
+			err = h.unmarshalAllowDir(d)
+		case "default_tier":
+			if h.DefaultTier, err = singleArg(d); err == nil {
+				err = h.checkTierName(d, h.DefaultTier)
 			}
 		case "mode":
 			h.Mode, err = oneOf(d, "mandatory", "optional", "fallback")
@@ -128,6 +142,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //
 //	mtls_auth {
 //		tier           <name> <requests> <window>
+//		throttle       local|redis <url>
+//		on_error       allow|deny
 //		sync_interval  <duration>
 //	}
 //
@@ -170,6 +186,24 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				}
 			}
 			app.Tiers = append(app.Tiers, Tier{Name: args[0], Requests: n, Window: caddy.Duration(w)})
+		case "throttle":
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 1 && args[0] == "local":
+				app.Throttle = &ThrottleConfig{Backend: "local"}
+			case len(args) == 2 && args[0] == "redis":
+				app.Throttle = &ThrottleConfig{Backend: "redis", URL: args[1]}
+			case len(args) > 0 && args[0] != "local" && args[0] != "redis":
+				return nil, d.Errf("invalid throttle backend '%s': want local or redis <url>", args[0])
+			default:
+				return nil, d.ArgErr()
+			}
+		case "on_error":
+			v, err := oneOf(d, "allow", "deny")
+			if err != nil {
+				return nil, err
+			}
+			app.OnError = v
 		case "sync_interval":
 			v, err := singleArg(d)
 			if err != nil {
@@ -215,6 +249,18 @@ func (h *Handler) unmarshalAllow(d *caddyfile.Dispenser) error {
 	e := AllowEntry{Alias: args[0], File: args[1]}
 	for rest := args[2:]; len(rest) > 0; {
 		switch rest[0] {
+		case "tier":
+			if len(rest) < 2 {
+				return d.Errf("allow %s: tier needs a name", e.Alias)
+			}
+			if e.Tier != "" {
+				return d.Errf("allow %s: tier given twice", e.Alias)
+			}
+			if err := h.checkTierName(d, rest[1]); err != nil {
+				return err
+			}
+			e.Tier = rest[1]
+			rest = rest[2:]
 		case "meta":
 			if len(rest) < 3 {
 				return d.Errf("allow %s: meta needs a key and a value", e.Alias)
@@ -228,7 +274,7 @@ func (h *Handler) unmarshalAllow(d *caddyfile.Dispenser) error {
 			e.Meta[rest[1]] = rest[2]
 			rest = rest[3:]
 		default:
-			return d.Errf("allow %s: unexpected '%s' (want meta <key> <value>)", e.Alias, rest[0])
+			return d.Errf("allow %s: unexpected '%s' (want tier <name> or meta <key> <value>)", e.Alias, rest[0])
 		}
 	}
 	for _, prev := range h.Allow {
@@ -237,6 +283,32 @@ func (h *Handler) unmarshalAllow(d *caddyfile.Dispenser) error {
 		}
 	}
 	h.Allow = append(h.Allow, e)
+	return nil
+}
+
+// unmarshalAllowDir reads `allow_dir <dir> [tier <name>]`.
+func (h *Handler) unmarshalAllowDir(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1:
+		h.AllowDir = append(h.AllowDir, AllowDir{Dir: args[0]})
+	case len(args) == 3 && args[1] == "tier":
+		if err := h.checkTierName(d, args[2]); err != nil {
+			return err
+		}
+		h.AllowDir = append(h.AllowDir, AllowDir{Dir: args[0], Tier: args[2]})
+	default:
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// checkTierName reports an unknown tier at its line, when the global
+// option's tiers are known (always, when adapting a whole Caddyfile).
+func (h *Handler) checkTierName(d *caddyfile.Dispenser, name string) error {
+	if h.knownTiers != nil && !h.knownTiers[name] {
+		return d.Errf("unknown tier '%s': define it with `tier %s <requests> <window>` in the global mtls_auth option", name, name)
+	}
 	return nil
 }
 

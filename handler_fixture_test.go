@@ -82,6 +82,7 @@ func newTestApp(t *testing.T, tiers ...Tier) *App {
 	t.Helper()
 	a := &App{Tiers: tiers}
 	require.NoError(t, a.setup(zap.NewNop(), &certmagic.FileStorage{Path: t.TempDir()}))
+	t.Cleanup(func() { _ = a.Cleanup() })
 	require.NoError(t, a.Validate())
 	return a
 }
@@ -115,6 +116,7 @@ type response struct {
 	status     int // from the HandlerError, or 200 when next ran
 	nextCalled bool
 	nextHeader http.Header // the header next saw
+	header     http.Header // the response header the handler set
 	repl       *caddy.Replacer
 }
 
@@ -146,7 +148,9 @@ func serve(t *testing.T, h *Handler, req request) response {
 		resp.nextHeader = r.Header.Clone()
 		return nil
 	})
-	resp.err = h.ServeHTTP(httptest.NewRecorder(), r, next)
+	rec := httptest.NewRecorder()
+	resp.err = h.ServeHTTP(rec, r, next)
+	resp.header = rec.Header()
 	if resp.err != nil {
 		var he caddyhttp.HandlerError
 		require.ErrorAs(t, resp.err, &he)

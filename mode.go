@@ -36,6 +36,9 @@ func (m mode) String() string {
 
 // rejects reports whether a request with this failure reason is refused.
 func (m mode) rejects(r reason) bool {
+	if r == reasonThrottled {
+		return true // a budget applies to an authenticated identity in every mode
+	}
 	switch m {
 	case modeFallback:
 		return false

@@ -104,6 +104,11 @@ type Handler struct {
 	// TLS connection.
 	TrustPoolRaw json.RawMessage `json:"trust_pool,omitempty" caddy:"namespace=tls.ca_pool.source inline_key=provider"`
 
+	// The throttling tier (defined in the global `mtls_auth` option) for
+	// certificates whose allow-list entry names none, such as those trusted
+	// through the trust pool alone. Default: none (not throttled).
+	DefaultTier string `json:"default_tier,omitempty"`
+
 	// Certificates allowed on this route, each under an alias. A leaf is
 	// pinned as itself; a CA admits every certificate it issued.
 	Allow []AllowEntry `json:"allow,omitempty"`
@@ -156,6 +161,10 @@ type Handler struct {
 	stripHeaders []string
 	now          func() time.Time
 	app          *App
+	scope        string // throttle key scope
+	// knownTiers is set while adapting a Caddyfile, to report unknown
+	// tiers with their line.
+	knownTiers map[string]bool
 
 	// File reloading (see trust.go).
 	poolModule caddytls.CA
@@ -171,6 +180,8 @@ type AllowEntry struct {
 	// Path to a PEM (or DER) file holding exactly one certificate: a leaf or
 	// a CA. A file holding a private key is refused.
 	File string `json:"file,omitempty"`
+	// The throttling tier of this certificate.
+	Tier string `json:"tier,omitempty"`
 	// Free-form data handed on as {http.mtls.meta.<key>}.
 	Meta map[string]string `json:"meta,omitempty"`
 }
@@ -179,6 +190,8 @@ type AllowEntry struct {
 type AllowDir struct {
 	// Path to the directory.
 	Dir string `json:"dir,omitempty"`
+	// The throttling tier of its certificates.
+	Tier string `json:"tier,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -246,6 +259,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.API != "" {
 		h.app.registerAPI(h.API)
 	}
+	if err := h.checkTiers(); err != nil {
+		return err
+	}
+	h.scope = h.throttleScope()
 	return nil
 }
 
@@ -253,6 +270,33 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 func (h *Handler) Cleanup() error {
 	if h.app != nil {
 		h.app.unwatch(h)
+	}
+	return nil
+}
+
+// checkTiers makes sure every tier the route names is defined.
+func (h *Handler) checkTiers() error {
+	check := func(what, name string) error {
+		if name == "" {
+			return nil
+		}
+		if _, ok := h.app.tier(name); !ok {
+			return fmt.Errorf("%s: unknown tier '%s': define it with `tier %s <requests> <window>` in the global mtls_auth option", what, name, name)
+		}
+		return nil
+	}
+	if err := check("default_tier", h.DefaultTier); err != nil {
+		return err
+	}
+	for _, a := range h.Allow {
+		if err := check("allow "+a.Alias, a.Tier); err != nil {
+			return err
+		}
+	}
+	for _, d := range h.AllowDir {
+		if err := check("allow_dir "+d.Dir, d.Tier); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -286,6 +330,11 @@ func (h *Handler) Validate() error {
 // rejects it or hands it on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	o := h.authenticate(r)
+	if o.id != nil {
+		if reason, detail := h.applyThrottle(w, r, o.id); reason != "" {
+			o.reason, o.detail = reason, detail
+		}
+	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(o.replace)
 

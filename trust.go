@@ -101,13 +101,16 @@ func (h *Handler) loadAllowEntries() ([]*store.Entry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("allow %s: %v", a.Alias, err)
 		}
-		e.Meta = a.Meta
+		e.Meta, e.Tier = a.Meta, a.Tier
 		entries = append(entries, e)
 	}
 	for _, d := range h.AllowDir {
 		dirEntries, err := store.ReadDir(h.path(d.Dir))
 		if err != nil {
 			return nil, fmt.Errorf("allow_dir: %v", err)
+		}
+		for _, e := range dirEntries {
+			e.Tier = d.Tier
 		}
 		if len(dirEntries) == 0 {
 			h.logger.Warn("allow_dir holds no certificate files", zap.String("dir", d.Dir))

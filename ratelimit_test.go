@@ -1,0 +1,183 @@
+package mtlsauth
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mtlsauth/caddy-mtls-auth/internal/testpki"
+	"github.com/mtlsauth/caddy-mtls-auth/store"
+)
+
+func tiers() []Tier {
+	return []Tier{
+		{Name: "bronze", Requests: 3, Window: caddy.Duration(time.Minute)},
+		{Name: "free", Requests: 0, Window: caddy.Duration(time.Minute)},
+	}
+}
+
+func TestThrottleTier(t *testing.T) {
+	p := newPKI(t)
+	app := newTestApp(t, tiers()...)
+	h := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, app: app,
+		Allow: []AllowEntry{{Alias: "alice", File: p.aliceFile, Tier: "bronze"}}}
+	require.NoError(t, provision(t, h))
+	alice := request{headers: header(rfc9440(p.alice))}
+	for i := 1; i <= 3; i++ {
+		resp := serve(t, h, alice)
+		require.Equal(t, 200, resp.status, "request %d", i)
+		assert.Equal(t, "3", resp.header.Get("RateLimit-Limit"))
+		assert.Equal(t, strconv.Itoa(3-i), resp.header.Get("RateLimit-Remaining"))
+		assert.Equal(t, "bronze", resp.ph("http.mtls.tier"))
+	}
+	resp := serve(t, h, alice)
+	assert.Equal(t, 429, resp.status)
+	assert.Equal(t, "throttled", resp.ph("http.mtls.error"))
+	assert.False(t, resp.nextCalled)
+	retry, err := strconv.Atoi(resp.header.Get("Retry-After"))
+	require.NoError(t, err, "Retry-After is whole seconds")
+	assert.InDelta(t, 60, retry, 2)
+	assert.Equal(t, "0", resp.header.Get("RateLimit-Remaining"))
+	assert.NotEmpty(t, resp.header.Get("RateLimit-Reset"))
+}
+
+func TestThrottleKeysAreSeparate(t *testing.T) {
+	p := newPKI(t)
+	app := newTestApp(t, tiers()...)
+	mk := func(api string) *Handler {
+		h := &Handler{API: api, Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile), DefaultTier: "bronze", app: app}
+		require.NoError(t, provision(t, h))
+		return h
+	}
+	first, second := mk("first"), mk("second")
+	for _, api := range []string{"first", "second"} {
+		for alias, c := range map[string]*testpki.Cert{"alice": p.alice, "bob": p.bob} {
+			_, err := app.runtime.AddCert(context.Background(), api, store.Record{Alias: alias, PEM: string(c.PEM())})
+			require.NoError(t, err)
+		}
+	}
+	alice, bob := request{headers: header(rfc9440(p.alice))}, request{headers: header(rfc9440(p.bob))}
+	for i := 0; i < 3; i++ {
+		require.Equal(t, 200, serve(t, first, alice).status)
+	}
+	assert.Equal(t, 429, serve(t, first, alice).status, "default_tier applies to entries without a tier")
+	assert.Equal(t, 200, serve(t, first, bob).status, "another certificate has its own budget")
+	assert.Equal(t, 200, serve(t, second, alice).status, "another API has its own budget")
+}
+
+func TestThrottleUnlimitedAndNoTier(t *testing.T) {
+	p := newPKI(t)
+	app := newTestApp(t, tiers()...)
+	free := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile), DefaultTier: "free", app: app}
+	require.NoError(t, provision(t, free))
+	none := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile), app: app}
+	require.NoError(t, provision(t, none))
+	for i := 0; i < 10; i++ {
+		for _, h := range []*Handler{free, none} {
+			resp := serve(t, h, request{headers: header(rfc9440(p.alice))})
+			require.Equal(t, 200, resp.status)
+			assert.Empty(t, resp.header.Get("RateLimit-Limit"), "no budget, no RateLimit headers")
+		}
+	}
+}
+
+func TestThrottleAppliesInFallbackMode(t *testing.T) {
+	p := newPKI(t)
+	app := newTestApp(t, tiers()...)
+	h := &Handler{Profile: "rfc9440", Mode: "fallback", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile), DefaultTier: "bronze", app: app}
+	require.NoError(t, provision(t, h))
+	for i := 0; i < 3; i++ {
+		require.Equal(t, 200, serve(t, h, request{headers: header(rfc9440(p.alice))}).status)
+	}
+	assert.Equal(t, 429, serve(t, h, request{headers: header(rfc9440(p.alice))}).status)
+}
+
+func TestThrottleCountersSurviveReload(t *testing.T) {
+	p := newPKI(t)
+	cfg := func(app *App) *Handler {
+		return &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile), DefaultTier: "bronze", app: app}
+	}
+	oldApp := newTestApp(t, tiers()...)
+	old := cfg(oldApp)
+	require.NoError(t, provision(t, old))
+	alice := request{headers: header(rfc9440(p.alice))}
+	for i := 0; i < 2; i++ {
+		require.Equal(t, 200, serve(t, old, alice).status)
+	}
+	// A reload: the new config is provisioned while the old one still runs,
+	// then the old one is cleaned up.
+	newApp := newTestApp(t, tiers()...)
+	reloaded := cfg(newApp)
+	require.NoError(t, provision(t, reloaded))
+	require.NoError(t, oldApp.Cleanup())
+	assert.Equal(t, 200, serve(t, reloaded, alice).status)
+	assert.Equal(t, 429, serve(t, reloaded, alice).status, "the budget used before the reload still counts")
+}
+
+func TestThrottleConfigErrors(t *testing.T) {
+	p := newPKI(t)
+	app := newTestApp(t, tiers()...)
+	tests := []struct {
+		name string
+		h    Handler
+		want string
+	}{
+		{name: "unknown default tier", h: Handler{TrustPoolRaw: trustPool(p.rootFile), DefaultTier: "gold"}, want: "default_tier: unknown tier 'gold'"},
+		{name: "unknown allow tier", h: Handler{Allow: []AllowEntry{{Alias: "a", File: p.aliceFile, Tier: "gold"}}}, want: "allow a: unknown tier 'gold'"},
+		{name: "unknown allow_dir tier", h: Handler{AllowDir: []AllowDir{{Dir: p.dir, Tier: "gold"}}}, want: "unknown tier 'gold'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := tt.h
+			h.app = app
+			assert.ErrorContains(t, provision(t, &h), tt.want)
+		})
+	}
+	bad := &App{OnError: "maybe"}
+	assert.ErrorContains(t, bad.provisionLimiter(), "on_error")
+	bad = &App{Throttle: &ThrottleConfig{Backend: "memcached"}}
+	assert.ErrorContains(t, bad.provisionLimiter(), "memcached")
+}
+
+func TestCaddyfileUnknownTierHasLine(t *testing.T) {
+	input := "{\n\tmtls_auth {\n\t\ttier gold 10 1m\n\t}\n}\n:8080 {\n\tmtls_auth {\n\t\ttrust_pool file ca.pem\n\t\tdefault_tier platinum\n\t}\n}\n"
+	_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), map[string]any{"filename": "Caddyfile"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Caddyfile:9")
+	assert.Contains(t, err.Error(), "unknown tier 'platinum'")
+
+	input = "{\n\tmtls_auth {\n\t\ttier gold 10 1m\n\t}\n}\n:8080 {\n\tmtls_auth {\n\t\tallow a a.pem tier silver\n\t}\n}\n"
+	_, _, err = caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), map[string]any{"filename": "Caddyfile"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Caddyfile:8")
+}
+
+func TestGlobalOptionErrors(t *testing.T) {
+	tests := []struct{ body, want string }{
+		{"tier gold 10", "wrong argument count"},
+		{"tier gold ten 1m", "invalid tier requests"},
+		{"tier gold 10 soon", "invalid tier window"},
+		{"tier gold 10 1m\n\t\ttier gold 5 1m", "tier 'gold' already specified"},
+		{"throttle memcached", "invalid throttle backend"},
+		{"throttle redis", "wrong argument count"},
+		{"on_error maybe", "invalid on_error"},
+		{"sync_interval 1ms", "invalid sync_interval"},
+		{"sync_interval 1s\n\t\tsync_interval 2s", "sync_interval already specified"},
+		{"bogus 1", "unrecognized mtls_auth option 'bogus'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			input := "{\n\tmtls_auth {\n\t\t" + tt.body + "\n\t}\n}\n:8080 {\n\trespond ok\n}\n"
+			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), map[string]any{"filename": "Caddyfile"})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.Contains(t, err.Error(), "Caddyfile:")
+		})
+	}
+}
