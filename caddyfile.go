@@ -52,6 +52,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		default_tier       <name>
 //		mode               mandatory|optional|fallback
 //		keep_header
+//		revocation {
+//			crl                  <file-or-url>...
+//			crl_from_certificate
+//			ocsp                 [<responder-url>]
+//			soft_fail
+//		}
 //		xfcc_element       first|last|<n>
 //		xfcc_by            <uri>
 //		max_header_bytes   <size>
@@ -107,6 +113,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "mode":
 			h.Mode, err = oneOf(d, "mandatory", "optional", "fallback")
+		case "revocation":
+			err = h.unmarshalRevocation(d)
 		case "keep_header":
 			if d.NextArg() {
 				return d.ArgErr()

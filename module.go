@@ -117,6 +117,9 @@ type Handler struct {
 	// under its file name without the extension as alias.
 	AllowDir []AllowDir `json:"allow_dir,omitempty"`
 
+	// Revocation checking by CRL and/or OCSP; off when absent.
+	Revocation *Revocation `json:"revocation,omitempty"`
+
 	// What happens without a valid certificate:
 	//
 	// Mode | no certificate | bad or disallowed certificate
@@ -262,6 +265,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.checkTiers(); err != nil {
 		return err
 	}
+	if err := h.provisionRevocation(); err != nil {
+		return err
+	}
 	h.scope = h.throttleScope()
 	return nil
 }
@@ -270,6 +276,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 func (h *Handler) Cleanup() error {
 	if h.app != nil {
 		h.app.unwatch(h)
+	}
+	if h.verifier != nil && h.verifier.revocation != nil {
+		return h.verifier.revocation.Close()
 	}
 	return nil
 }
@@ -362,7 +371,7 @@ func (h *Handler) authenticate(r *http.Request) *outcome {
 		return o
 	}
 	fp := store.FingerprintOf(certs[0])
-	v := h.verifier.verify(certs, fp, h.now())
+	v := h.verifier.verify(r.Context(), certs, fp, h.now())
 	if v.reason != "" {
 		o.reason, o.detail, o.rejectedFP = v.reason, v.detail, fp.String()
 		return o

@@ -1,12 +1,16 @@
 package mtlsauth
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/mtlsauth/caddy-mtls-auth/revocation"
 	"github.com/mtlsauth/caddy-mtls-auth/store"
 )
 
@@ -32,6 +36,10 @@ type verifier struct {
 	// listed is true when the route pins certificates (allow, allow_dir or
 	// api): the leaf must then be admitted by a list.
 	listed bool
+	// revocation checks CRLs/OCSP; nil when not configured.
+	revocation *revocation.Checker
+	softFail   bool
+	logger     *zap.Logger
 }
 
 // verdict is the result of verifying one chain.
@@ -44,7 +52,7 @@ type verdict struct {
 // verify checks, in order: the deny list (it wins over everything), the
 // leaf's validity window and extended key usage, the chain against the trust
 // pool, then the allow lists. certs is leaf first.
-func (v *verifier) verify(certs []*x509.Certificate, fp store.Fingerprint, now time.Time) verdict {
+func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp store.Fingerprint, now time.Time) verdict {
 	snap := v.snapshot()
 	if len(snap.Deny) > 0 {
 		if vd, denied := v.denied(snap, certs, fp); denied {
@@ -62,27 +70,45 @@ func (v *verifier) verify(certs []*x509.Certificate, fp store.Fingerprint, now t
 		return verdict{reason: reasonWrongUsage, detail: "certificate's extended key usage does not include clientAuth"}
 	}
 	ts := v.static.Load()
+	chain := certs // for revocation: leaf first, each followed by its issuer
 	if ts.pool != nil {
-		if r, detail := verifyChain(ts.pool, leaf, certs[1:], now); r != "" {
+		verified, r, detail := verifyChain(ts.pool, leaf, certs[1:], now)
+		if r != "" {
+			return verdict{reason: r, detail: detail}
+		}
+		chain = verified
+	}
+	var entry *store.Entry
+	if v.listed {
+		entry = v.match(ts, snap, leaf, fp, certs[1:], now)
+		if entry == nil {
+			return verdict{reason: reasonNotAllowed, detail: "certificate is not on this route's allow list"}
+		}
+		if ts.pool == nil && entry.IsCA() && chain[len(chain)-1] != entry.Cert {
+			chain = append(chain[:len(chain):len(chain)], entry.Cert)
+		}
+	}
+	if v.revocation != nil {
+		if r, detail := v.checkRevocation(ctx, chain, fp.String()); r != "" {
 			return verdict{reason: r, detail: detail}
 		}
 	}
-	if !v.listed {
-		return verdict{}
-	}
+	return verdict{entry: entry}
+}
+
+// match finds the allow-list entry, static or runtime, that admits leaf.
+func (v *verifier) match(ts *trustSet, snap *store.Snapshot, leaf *x509.Certificate, fp store.Fingerprint, intermediates []*x509.Certificate, now time.Time) *store.Entry {
 	if ts.allow != nil {
-		if e := ts.allow.Match(leaf, fp, certs[1:], now); e != nil {
-			return verdict{entry: e}
+		if e := ts.allow.Match(leaf, fp, intermediates, now); e != nil {
+			return e
 		}
 	}
 	if v.api != "" {
 		if list := snap.APIs[v.api]; list != nil {
-			if e := list.Match(leaf, fp, certs[1:], now); e != nil {
-				return verdict{entry: e}
-			}
+			return list.Match(leaf, fp, intermediates, now)
 		}
 	}
-	return verdict{reason: reasonNotAllowed, detail: "certificate is not on this route's allow list"}
+	return nil
 }
 
 // snapshot is the runtime state to verify against.
@@ -116,8 +142,9 @@ func denyDetail(what string, d store.DenyRecord) string {
 	return what + " is on the deny list: " + d.Reason
 }
 
-// verifyChain verifies leaf to pool through the presented intermediates.
-func verifyChain(pool *x509.CertPool, leaf *x509.Certificate, intermediates []*x509.Certificate, now time.Time) (reason, string) {
+// verifyChain verifies leaf to pool through the presented intermediates and
+// returns the verified chain, leaf to root.
+func verifyChain(pool *x509.CertPool, leaf *x509.Certificate, intermediates []*x509.Certificate, now time.Time) ([]*x509.Certificate, reason, string) {
 	var inter *x509.CertPool
 	if len(intermediates) > 0 {
 		inter = x509.NewCertPool()
@@ -125,26 +152,26 @@ func verifyChain(pool *x509.CertPool, leaf *x509.Certificate, intermediates []*x
 			inter.AddCert(c)
 		}
 	}
-	_, err := leaf.Verify(x509.VerifyOptions{
+	chains, err := leaf.Verify(x509.VerifyOptions{
 		Roots:         pool,
 		Intermediates: inter,
 		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 	if err == nil {
-		return "", ""
+		return chains[0], "", ""
 	}
 	var inv x509.CertificateInvalidError
 	if errors.As(err, &inv) {
 		switch inv.Reason {
 		case x509.Expired:
-			return reasonExpired, "a certificate in the chain is outside its validity window"
+			return nil, reasonExpired, "a certificate in the chain is outside its validity window"
 		case x509.IncompatibleUsage:
-			return reasonWrongUsage, "the chain does not allow clientAuth"
+			return nil, reasonWrongUsage, "the chain does not allow clientAuth"
 		}
-		return reasonUntrusted, fmt.Sprintf("chain rejected (x509 reason %d)", inv.Reason)
+		return nil, reasonUntrusted, fmt.Sprintf("chain rejected (x509 reason %d)", inv.Reason)
 	}
-	return reasonUntrusted, "chain does not verify to the trust pool"
+	return nil, reasonUntrusted, "chain does not verify to the trust pool"
 }
 
 // clientAuthAllowed reports whether the certificate may be used for client
