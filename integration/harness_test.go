@@ -269,6 +269,9 @@ func startCaddyOpts(t *testing.T, caddyfile string, extraFiles map[string][]byte
 	if err := waitPort(c.AdminPort, startTimeout, c.proc.exited); err != nil {
 		t.Fatalf("caddy did not start: %v\nconfig:\n%s", err, numbered(full))
 	}
+	if err := c.waitAdmin(); err != nil {
+		t.Fatalf("caddy's admin endpoint does not answer: %v\nconfig:\n%s", err, numbered(full))
+	}
 	c.waitReady(full)
 	return c
 }
@@ -361,6 +364,30 @@ func (c *caddyProc) waitReady(full string) {
 		if err := waitPort(p, startTimeout, c.proc.exited); err != nil {
 			c.t.Fatalf("caddy site port %d: %v\nconfig:\n%s\nlog:\n%s", p, err, numbered(full), c.Log())
 		}
+	}
+}
+
+// waitAdmin waits until GET /config/ on the admin endpoint answers 200.
+func (c *caddyProc) waitAdmin() error {
+	deadline := time.Now().Add(startTimeout)
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		resp, err := client.Get(c.Admin() + "/config/")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("GET /config/: %s", resp.Status)
+		}
+		if perr := c.proc.exited(); perr != nil {
+			return perr
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
