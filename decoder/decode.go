@@ -313,7 +313,7 @@ func (r *run) decodePayload(s string, allowed famSet) error {
 			return err
 		}
 		r.decoded = true
-		if bytes.Index(b, []byte(beginMarker)) < 0 {
+		if !bytes.Contains(b, []byte(beginMarker)) {
 			// Percent-encoded bare base64 (Traefik <= 2.9.3).
 			fam = famBase64
 		}

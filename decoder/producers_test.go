@@ -7,7 +7,6 @@ package decoder
 
 import (
 	"encoding/base64"
-	"fmt"
 	"net/url"
 	"strings"
 
@@ -220,5 +219,3 @@ func chainPEM(certs ...*testpki.Cert) []byte {
 	return out
 }
 
-// describe is for test names.
-func describe(certs []*testpki.Cert) string { return fmt.Sprintf("%d certs", len(certs)) }
