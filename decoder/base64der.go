@@ -1,5 +1,7 @@
 package decoder
 
+import "bytes"
+
 // Family B: bare base64 of DER, one line, no armor (HAProxy ssl_c_der,base64,
 // Azure App Service X-ARR-ClientCert, Cloudflare Cf-Client-Cert-Der-Base64,
 // Traefik X-Forwarded-Tls-Client-Cert, Caddy certificate_der_base64, F5
@@ -17,15 +19,17 @@ package decoder
 //   - padding optional, whitespace anywhere ignored (F5 line wrapping)
 //   - base64 of a PEM text (double encoding, see wso2.go)
 
+// checkListCount counts the members of the comma list b and checks them
+// against the chain limit before any of them is decoded.
+func (r *run) checkListCount(b []byte) (int, error) {
+	n := bytes.Count(b, []byte{','}) + 1
+	return n, r.checkCount(n)
+}
+
 // base64Segments splits b into the base64 items of a comma list.
 func (r *run) base64Segments(b []byte) error {
-	n := 1
-	for _, c := range b {
-		if c == ',' {
-			n++
-		}
-	}
-	if err := r.checkCount(n); err != nil {
+	n, err := r.checkListCount(b)
+	if err != nil {
 		return err
 	}
 	start := 0

@@ -13,13 +13,8 @@ package decoder
 
 // rfc9440Segments records the base64 of every byte sequence in b.
 func (r *run) rfc9440Segments(b []byte) error {
-	n := 1
-	for _, c := range b {
-		if c == ',' {
-			n++
-		}
-	}
-	if err := r.checkCount(n); err != nil {
+	n, err := r.checkListCount(b)
+	if err != nil {
 		return err
 	}
 	start := 0
