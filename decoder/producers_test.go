@@ -218,4 +218,3 @@ func chainPEM(certs ...*testpki.Cert) []byte {
 	}
 	return out
 }
-
