@@ -561,14 +561,29 @@ func TestLogNeverLeaksCertificate(t *testing.T) {
 			if len(plugin) > 0 {
 				t.Errorf("the plugin's own log lines hold certificate material (%d lines), first:\n%s", len(plugin), plugin[0])
 			}
-			if len(caddy) > 0 {
-				loggers := map[string]int{}
-				for _, line := range caddy {
-					if m := regexp.MustCompile(`"logger":"([^"]*)"`).FindStringSubmatch(line); m != nil {
-						loggers[m[1]]++
-					}
+			// Caddy's request loggers (http.log.error, http.log.access...)
+			// log a clone of the request taken before any handler runs, so
+			// no handler can keep a request header out of them: only a log
+			// filter can (README, "Security notes"). With the filter,
+			// nothing may leak anywhere; without it, only those loggers may
+			// show the header, and no other Caddy logger may.
+			filtered := strings.Contains(v.global, "filter")
+			loggers := map[string]int{}
+			var other []string
+			for _, line := range caddy {
+				name := ""
+				if m := regexp.MustCompile(`"logger":"([^"]*)"`).FindStringSubmatch(line); m != nil {
+					name = m[1]
 				}
-				t.Errorf("Caddy's own log lines hold certificate material (lines per logger: %v), first:\n%s", loggers, caddy[0])
+				loggers[name]++
+				if filtered || !strings.HasPrefix(name, "http.log.") {
+					other = append(other, line)
+				}
+			}
+			if len(other) > 0 {
+				t.Errorf("Caddy's log lines hold certificate material (lines per logger: %v), first:\n%s", loggers, other[0])
+			} else if len(caddy) > 0 {
+				t.Logf("unfiltered request logs show the header, as Caddy logs every request header (lines per logger: %v); the filter variant proves the README's remedy", loggers)
 			}
 			// DESIGN §4: logs carry the fingerprint (never the certificate);
 			// a rejection at debug level should name it.
