@@ -62,6 +62,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		xfcc_by            <uri>
 //		max_header_bytes   <size>
 //		max_chain          <n>
+//		cache_size         <n>|off
 //	}
 //
 // `allow` and `allow_dir` may be repeated; every other subdirective may be
@@ -135,6 +136,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "max_chain":
 			h.MaxChain, err = positiveInt(d)
+		case "cache_size":
+			var v string
+			if v, err = singleArg(d); err == nil {
+				if v == "off" {
+					h.CacheSize = -1
+				} else if n, cerr := strconv.Atoi(v); cerr != nil || n < 1 {
+					return d.Errf("invalid cache_size '%s': want a positive number of entries, or off", v)
+				} else {
+					h.CacheSize = n
+				}
+			}
 		default:
 			return d.Errf("unrecognized subdirective '%s'", sub)
 		}

@@ -175,3 +175,7 @@ func certs(cs ...*testpki.Cert) []*x509.Certificate {
 }
 
 func join(vals ...string) string { return strings.Join(vals, ", ") }
+
+func nopLogger() *zap.Logger { return zap.NewNop() }
+
+func storeFor(tb testing.TB) certmagic.Storage { return &certmagic.FileStorage{Path: tb.TempDir()} }

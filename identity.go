@@ -5,49 +5,56 @@ import (
 	"encoding/base64"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mtlsauth/caddy-mtls-auth/store"
 )
 
 // identity is an authenticated client certificate as the rest of Caddy
-// sees it. It is immutable, so one value can serve many requests.
+// sees it. It is immutable once built and shared by every request that
+// presents the same certificate (through the verification cache); the
+// string forms of its names are made on first use, since most requests
+// read few placeholders or none.
 type identity struct {
 	leaf        *x509.Certificate
 	fingerprint string
-	subject     string
-	issuer      string
-	serial      string
-	notAfter    string
-	dnsNames    []string
-	uris        []string
-	emails      []string
-	ips         []string
 	alias       string
 	tier        string
 	meta        map[string]string
+
+	once     sync.Once
+	subject  string
+	issuer   string
+	serial   string
+	notAfter string
+	uris     []string
+	ips      []string
 }
 
 func newIdentity(leaf *x509.Certificate, fp store.Fingerprint, e *store.Entry) *identity {
-	id := &identity{
-		leaf:        leaf,
-		fingerprint: fp.String(),
-		subject:     leaf.Subject.String(),
-		issuer:      leaf.Issuer.String(),
-		serial:      leaf.SerialNumber.String(),
-		notAfter:    leaf.NotAfter.UTC().Format(time.RFC3339),
-		dnsNames:    leaf.DNSNames,
-		emails:      leaf.EmailAddresses,
-	}
-	for _, u := range leaf.URIs {
-		id.uris = append(id.uris, u.String())
-	}
-	for _, ip := range leaf.IPAddresses {
-		id.ips = append(id.ips, ip.String())
-	}
+	id := &identity{leaf: leaf, fingerprint: fp.String()}
 	if e != nil {
 		id.alias, id.tier, id.meta = e.Alias, e.Tier, e.Meta
 	}
+	return id
+}
+
+// strings makes the string forms of the certificate's names, once.
+func (id *identity) strings() *identity {
+	id.once.Do(func() {
+		leaf := id.leaf
+		id.subject = leaf.Subject.String()
+		id.issuer = leaf.Issuer.String()
+		id.serial = leaf.SerialNumber.String()
+		id.notAfter = leaf.NotAfter.UTC().Format(time.RFC3339)
+		for _, u := range leaf.URIs {
+			id.uris = append(id.uris, u.String())
+		}
+		for _, ip := range leaf.IPAddresses {
+			id.ips = append(id.ips, ip.String())
+		}
+	})
 	return id
 }
 
@@ -108,15 +115,15 @@ func (id *identity) placeholder(k string) string {
 	case "fingerprint":
 		return id.fingerprint
 	case "subject":
-		return id.subject
+		return id.strings().subject
 	case "subject.cn":
 		return id.leaf.Subject.CommonName
 	case "issuer":
-		return id.issuer
+		return id.strings().issuer
 	case "serial":
-		return id.serial
+		return id.strings().serial
 	case "not_after":
-		return id.notAfter
+		return id.strings().notAfter
 	case "alias":
 		return id.alias
 	case "tier":
@@ -132,13 +139,13 @@ func (id *identity) placeholder(k string) string {
 		var list []string
 		switch name {
 		case "dns_names":
-			list = id.dnsNames
+			list = id.leaf.DNSNames
 		case "uris":
-			list = id.uris
+			list = id.strings().uris
 		case "emails":
-			list = id.emails
+			list = id.leaf.EmailAddresses
 		case "ips":
-			list = id.ips
+			list = id.strings().ips
 		}
 		if !indexed {
 			return strings.Join(list, ",")

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -154,6 +155,13 @@ type Handler struct {
 	// The most certificates accepted in one chain, leaf included. Default: 8.
 	MaxChain int `json:"max_chain,omitempty"`
 
+	// How many verification results to remember, so that a certificate seen
+	// before costs one lookup instead of decoding and verifying. A result is
+	// never reused past the chain's expiry, a revocation answer's validity,
+	// or a change to the trust pool files, allow lists or deny list; failures
+	// are reused for one second only. Default: 10000; -1 disables the cache.
+	CacheSize int `json:"cache_size,omitempty"`
+
 	logger   *zap.Logger
 	mode     mode
 	source   source
@@ -168,6 +176,7 @@ type Handler struct {
 	// knownTiers is set while adapting a Caddyfile, to report unknown
 	// tiers with their line.
 	knownTiers map[string]bool
+	cache      *verifyCache
 
 	// File reloading (see trust.go).
 	poolModule caddytls.CA
@@ -213,6 +222,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.mode = parseMode(h.Mode)
 	h.verifier = &verifier{}
 	h.files = &fileWatch{}
+	h.cache = newVerifyCache(h.CacheSize)
 	h.source = parseSource(h.Source)
 
 	gate, err := newSourceGate(h.TrustedSources)
@@ -364,50 +374,107 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
-// authenticate runs the request path: source gate, decode, verify, authorize.
+// input is what a request presents: a certificate chain from the TLS
+// connection, or the certificate header's values.
+type input struct {
+	source    string
+	tlsCerts  []*x509.Certificate
+	values    []string
+	chain     []string
+	key       cacheKey
+	cacheable bool
+}
+
+// authenticate runs the request path: source gate, then the cached result
+// for this exact input, else decode, verify and authorize.
 func (h *Handler) authenticate(r *http.Request) *outcome {
-	certs, o := h.certificates(r)
-	if o.reason != "" {
-		return o
+	in, done := h.input(r)
+	if done != nil {
+		return done
 	}
-	fp := store.FingerprintOf(certs[0])
-	v := h.verifier.verify(r.Context(), certs, fp, h.now())
-	if v.reason != "" {
-		o.reason, o.detail, o.rejectedFP = v.reason, v.detail, fp.String()
-		return o
+	now := h.now()
+	var static *trustSet
+	var gen uint64
+	if in.cacheable {
+		// Read the trust generation before computing, so that a result
+		// computed across a change is stored as already stale.
+		static, gen = h.verifier.static.Load(), h.verifier.snapshot().Generation
+		if e := h.cache.get(in.key, now.UnixNano(), static, gen); e != nil {
+			o := e.result
+			return &o
+		}
 	}
-	o.id = newIdentity(certs[0], fp, v.entry)
+	o, until := h.compute(r, in, now)
+	if in.cacheable && until.After(now) {
+		h.cache.put(&cacheEntry{key: ownedKey(in.key), result: *o, expires: until.UnixNano(), static: static, gen: gen})
+	}
 	return o
 }
 
-// certificates finds the presented chain (leaf first) according to source.
-func (h *Handler) certificates(r *http.Request) ([]*x509.Certificate, *outcome) {
+// input finds what the request presents according to source. It returns
+// a finished outcome when there is nothing to verify (no certificate, or a
+// header from an untrusted peer).
+func (h *Handler) input(r *http.Request) (input, *outcome) {
 	if h.source != sourceHeader && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		return r.TLS.PeerCertificates, &outcome{source: "tls", profile: "tls"}
+		in := input{source: "tls", tlsCerts: r.TLS.PeerCertificates}
+		in.key, in.cacheable = tlsKey(in.tlsCerts)
+		in.cacheable = in.cacheable && h.cache != nil
+		return in, nil
 	}
 	if h.source == sourceTLS {
-		return nil, &outcome{reason: reasonMissing, detail: "no certificate on the TLS connection"}
+		return input{}, &outcome{reason: reasonMissing, detail: "no certificate on the TLS connection"}
 	}
-	values := r.Header[h.decoder.Header()]
-	var chain []string
+	in := input{source: "header", values: r.Header[h.decoder.Header()]}
 	if name := h.decoder.ChainHeader(); name != "" {
-		chain = r.Header[name]
+		in.chain = r.Header[name]
 	}
-	if len(values) == 0 && len(chain) == 0 {
-		return nil, &outcome{reason: reasonMissing, detail: "no certificate header"}
+	if len(in.values) == 0 && len(in.chain) == 0 {
+		return in, &outcome{reason: reasonMissing, detail: "no certificate header"}
 	}
-	o := &outcome{source: "header"}
 	if !h.gate.trusted(r) {
-		o.reason, o.detail = reasonUntrustedSource, "certificate header from a peer outside trusted_sources"
-		return nil, o
+		return in, &outcome{source: "header", reason: reasonUntrustedSource, detail: "certificate header from a peer outside trusted_sources"}
 	}
-	res, err := h.decoder.Decode(values, chain)
-	if err != nil {
-		o.reason, o.detail = decodeReason(err), err.Error()
-		return nil, o
+	if h.cache != nil {
+		in.key, in.cacheable = cacheKey{cert: joinLines(in.values), chain: joinLines(in.chain)}, true
 	}
-	o.profile = res.Profile
-	return res.Certs, o
+	return in, nil
+}
+
+// joinLines is the lines of one header as one key string; a NUL cannot
+// occur in a header value, so distinct line splits give distinct keys.
+func joinLines(lines []string) string {
+	if len(lines) == 1 {
+		return lines[0]
+	}
+	return strings.Join(lines, "\x00")
+}
+
+// compute decodes and verifies, and says until when the result may be
+// reused.
+func (h *Handler) compute(r *http.Request, in input, now time.Time) (*outcome, time.Time) {
+	o := &outcome{source: in.source}
+	certs := in.tlsCerts
+	if in.source == "tls" {
+		o.profile = "tls"
+	} else {
+		res, err := h.decoder.Decode(in.values, in.chain)
+		if err != nil {
+			o.reason, o.detail = decodeReason(err), err.Error()
+			return o, now.Add(failureTTL)
+		}
+		o.profile, certs = res.Profile, res.Certs
+	}
+	fp := store.FingerprintOf(certs[0])
+	v := h.verifier.verify(r.Context(), certs, fp, now)
+	if v.reason != "" {
+		o.reason, o.detail, o.rejectedFP = v.reason, v.detail, fp.String()
+		return o, now.Add(failureTTL)
+	}
+	o.id = newIdentity(certs[0], fp, v.entry)
+	if v.noCache {
+		return o, time.Time{}
+	}
+	return o, expiry(v.chain, v.revocationUntil)
 }
 
 // decodeReason maps a decoding error to its reason code.

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
@@ -71,31 +72,33 @@ func (h *Handler) provisionRevocation() error {
 }
 
 // checkRevocation checks chain (leaf first, each certificate followed by
-// its issuer) and maps the result to a reason.
-func (v *verifier) checkRevocation(ctx context.Context, chain []*x509.Certificate, fp string) (reason, string) {
+// its issuer) and maps the result to a reason. until is how long a good
+// answer holds; known is false when the status could not be established
+// (such a result must not be reused).
+func (v *verifier) checkRevocation(ctx context.Context, chain []*x509.Certificate, fp string) (r reason, detail string, until time.Time, known bool) {
 	res := v.revocation.Check(ctx, chain)
 	switch res.Status {
 	case revocation.Good:
-		return "", ""
+		return "", "", res.ValidUntil, true
 	case revocation.Revoked:
 		if c := v.logger.Check(zapcore.InfoLevel, "revoked certificate presented"); c != nil {
 			c.Write(zap.String("fingerprint", fp), zap.Int("chain_index", res.Which), zap.String("source", res.Source), zap.Int("revocation_reason", res.RevocationReason))
 		}
 		if res.Which == 0 {
-			return reasonRevoked, "certificate revoked"
+			return reasonRevoked, "certificate revoked", time.Time{}, true
 		}
-		return reasonRevoked, "a certificate in the chain is revoked"
+		return reasonRevoked, "a certificate in the chain is revoked", time.Time{}, true
 	}
 	if v.softFail {
 		if c := v.logger.Check(zapcore.WarnLevel, "revocation status unknown; allowed by soft_fail"); c != nil {
 			c.Write(zap.String("fingerprint", fp), zap.Error(res.Err))
 		}
-		return "", ""
+		return "", "", time.Time{}, false
 	}
 	if c := v.logger.Check(zapcore.DebugLevel, "revocation status unknown"); c != nil {
 		c.Write(zap.String("fingerprint", fp), zap.Error(res.Err))
 	}
-	return reasonRevoked, "revocation status could not be established"
+	return reasonRevoked, "revocation status could not be established", time.Time{}, false
 }
 
 // unmarshalRevocation reads the revocation block:

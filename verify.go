@@ -47,6 +47,11 @@ type verdict struct {
 	reason reason // "" when the certificate is valid and allowed
 	detail string // for the error message and logs; never certificate material
 	entry  *store.Entry
+	// For reuse of a success: the chain it rests on, the revocation
+	// answers' validity, and whether it may be reused at all.
+	chain           []*x509.Certificate
+	revocationUntil time.Time
+	noCache         bool
 }
 
 // verify checks, in order: the deny list (it wins over everything), the
@@ -88,12 +93,15 @@ func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp sto
 			chain = append(chain[:len(chain):len(chain)], entry.Cert)
 		}
 	}
+	vd := verdict{entry: entry, chain: chain}
 	if v.revocation != nil {
-		if r, detail := v.checkRevocation(ctx, chain, fp.String()); r != "" {
+		r, detail, until, known := v.checkRevocation(ctx, chain, fp.String())
+		if r != "" {
 			return verdict{reason: r, detail: detail}
 		}
+		vd.revocationUntil, vd.noCache = until, !known
 	}
-	return verdict{entry: entry}
+	return vd
 }
 
 // match finds the allow-list entry, static or runtime, that admits leaf.
