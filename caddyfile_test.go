@@ -63,6 +63,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			},
 		},
 		{name: "xfcc last", input: "mtls_auth {\nxfcc_element last\n}", want: Handler{XFCCElement: -1}},
+		{name: "cache size", input: "mtls_auth {\ncache_size 500\n}", want: Handler{CacheSize: 500}},
+		{name: "cache off", input: "mtls_auth {\ncache_size off\n}", want: Handler{CacheSize: -1}},
 		{name: "xfcc from the end", input: "mtls_auth {\nxfcc_element -2\n}", want: Handler{XFCCElement: -2}},
 		{name: "trust pool block", input: "mtls_auth {\ntrust_pool file {\npem_file a.pem b.pem\n}\n}", want: Handler{TrustPoolRaw: json.RawMessage(`{"pem_files":["a.pem","b.pem"],"provider":"file"}`)}},
 	}
@@ -106,6 +108,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{name: "max_header_bytes junk", input: "mtls_auth {\nmax_header_bytes lots\n}", want: "invalid max_header_bytes"},
 		{name: "max_chain zero", input: "mtls_auth {\nmax_chain 0\n}", want: "invalid max_chain"},
 		{name: "max_chain not a number", input: "mtls_auth {\nmax_chain x\n}", want: "invalid max_chain"},
+		{name: "cache_size zero", input: "mtls_auth {\ncache_size 0\n}", want: "invalid cache_size"},
+		{name: "cache_size word", input: "mtls_auth {\ncache_size lots\n}", want: "invalid cache_size"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
