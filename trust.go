@@ -63,7 +63,7 @@ func (h *Handler) provisionTrust(ctx caddy.Context) error {
 // buildTrust reads the trust pool's files (for the file provider) and the
 // allow lists into a new trust set.
 func (h *Handler) buildTrust() (*trustSet, error) {
-	ts := &trustSet{}
+	ts := &trustSet{inters: newIntermediates()}
 	switch {
 	case len(h.poolFiles) > 0:
 		ts.pool = x509.NewCertPool()

@@ -22,6 +22,8 @@ type trustSet struct {
 	pool *x509.CertPool
 	// allow is the static allow list; nil when empty.
 	allow *store.AllowList
+	// inters remembers intermediates verified to pool.
+	inters *intermediates
 }
 
 // verifier establishes whether a presented certificate chain is valid here
@@ -77,9 +79,13 @@ func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp sto
 	ts := v.static.Load()
 	chain := certs // for revocation: leaf first, each followed by its issuer
 	if ts.pool != nil {
-		verified, r, detail := verifyChain(ts.pool, leaf, certs[1:], now)
-		if r != "" {
-			return verdict{reason: r, detail: detail}
+		verified, ok := ts.inters.verifyViaIntermediate(ts.pool, leaf, certs[1:], now)
+		if !ok {
+			var r reason
+			var detail string
+			if verified, r, detail = verifyChain(ts.pool, leaf, certs[1:], now); r != "" {
+				return verdict{reason: r, detail: detail}
+			}
 		}
 		chain = verified
 	}
