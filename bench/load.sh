@@ -5,10 +5,10 @@
 #
 #   plain          Caddy `respond`, no plugin, the same request (certificate
 #                  header included): the baseline
-#   cached         the plugin, the same ECDSA P-256 certificate every request
-#                  (the verification cache answers)
-#   new_ecdsa      a different certificate on every request, ECDSA P-256 CA
-#   new_rsa        a different certificate on every request, RSA-2048 CA
+#   cached         the plugin, the same certificate every request (ECDSA P-256
+#                  chain: leaf + intermediate; the verification cache answers)
+#   new_ecdsa      a different leaf on every request, ECDSA P-256 chain
+#   new_rsa        a different leaf on every request, RSA-2048 chain
 #                  (new_* rotate through 4000 certificates with cache_size 400:
 #                  every request decodes, verifies and inserts)
 #   nginx_plain    wrk -> nginx -> plain Caddy
@@ -41,7 +41,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 declare -A port
 for c in plain cached new_ecdsa new_rsa junk nginx_plain nginx_cached admin; do port[$c]=$(free_port); done
 site() { # port ca cache_size
-	printf ':%s {\n\tmtls_auth {\n\t\ttrust_pool file %s\n\t\tprofile der_base64\n\t\theader X-Client-Cert\n\t\ttrusted_sources 127.0.0.1/32\n\t\tcache_size %s\n\t}\n\trespond "ok"\n}\n' "$1" "$2" "$3"
+	printf ':%s {\n\tmtls_auth {\n\t\ttrust_pool file %s\n\t\tprofile der_base64\n\t\theader X-Client-Cert\n\t\tchain_header X-Client-Chain\n\t\ttrusted_sources 127.0.0.1/32\n\t\tcache_size %s\n\t}\n\trespond "ok"\n}\n' "$1" "$2" "$3"
 }
 {
 	printf '{\n\tadmin 127.0.0.1:%s\n\tdefault_bind 127.0.0.1\n\tauto_https off\n\tpersist_config off\n\tstorage file_system %s\n}\n' "${port[admin]}" "$work/storage"
@@ -54,7 +54,8 @@ site() { # port ca cache_size
 "$REPO_ROOT/bin/caddy" run --config "$work/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 &
 caddy_pid=$!
 
-one_cert=$(sed -n 's/^wrk.headers\["X-Client-Cert"\] = "\(.*\)"$/\1/p' "$work/one-ecdsa.lua")
+one_cert=$(cat "$work/one-ecdsa.b64")
+one_chain=$(cat "$work/chain-ecdsa.b64")
 mkdir -p "$work/nginx/logs"
 cat >"$work/nginx/nginx.conf" <<NGINX
 worker_processes 1;
@@ -79,6 +80,7 @@ http {
 		location / {
 			proxy_pass http://mtls; proxy_http_version 1.1; proxy_set_header Connection "";
 			proxy_set_header X-Client-Cert "$one_cert";
+			proxy_set_header X-Client-Chain "$one_chain";
 		}
 	}
 }
@@ -86,10 +88,10 @@ NGINX
 "$NGINX" -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' >"$work/nginx/out.log" 2>&1 &
 
 for c in plain cached nginx_plain nginx_cached; do
-	for _ in $(seq 100); do curl -fs -o /dev/null -H "X-Client-Cert: $one_cert" "http://127.0.0.1:${port[$c]}/" && break; sleep 0.1; done
+	for _ in $(seq 100); do curl -fs -o /dev/null -H "X-Client-Cert: $one_cert" -H "X-Client-Chain: $one_chain" "http://127.0.0.1:${port[$c]}/" && break; sleep 0.1; done
 done
 for c in cached nginx_cached; do
-	status=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Client-Cert: $one_cert" "http://127.0.0.1:${port[$c]}/")
+	status=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Client-Cert: $one_cert" -H "X-Client-Chain: $one_chain" "http://127.0.0.1:${port[$c]}/")
 	[[ "$status" == 200 ]] || die "$c refused the benchmark certificate ($status); log: $work/caddy.log"
 done
 

@@ -1,6 +1,7 @@
 // Command gencerts writes what bench/load.sh needs: an ECDSA P-256 and an
-// RSA-2048 root, N client certificates issued by each, and wrk Lua scripts
-// that send them in the X-Client-Cert header (bare base64 DER): one fixed
+// RSA-2048 chain (root -> intermediate), N client certificates issued by
+// each intermediate, and wrk Lua scripts that send a leaf in X-Client-Cert
+// and the intermediate in X-Client-Chain (bare base64 DER): one fixed
 // certificate, or a different one on every request.
 package main
 
@@ -28,18 +29,22 @@ func main() {
 		key  testpki.KeyType
 	}{{"ecdsa", testpki.ECDSAP256}, {"rsa", testpki.RSA2048}} {
 		root := testpki.NewRoot("bench "+kind.name+" root", testpki.Key(kind.key))
+		inter := root.NewIntermediate("bench "+kind.name+" intermediate", testpki.Key(kind.key))
 		write(*out, "ca-"+kind.name+".pem", root.PEM())
+		chain := base64.StdEncoding.EncodeToString(inter.DER())
+		write(*out, "chain-"+kind.name+".b64", []byte(chain))
 		values := make([]string, *n)
 		for i := range values {
-			values[i] = base64.StdEncoding.EncodeToString(root.NewLeaf(fmt.Sprintf("client %d", i)).DER())
+			values[i] = base64.StdEncoding.EncodeToString(inter.NewLeaf(fmt.Sprintf("client %d", i)).DER())
 		}
-		write(*out, "one-"+kind.name+".lua", []byte(fmt.Sprintf("wrk.headers[\"X-Client-Cert\"] = %q\n", values[0])))
+		write(*out, "one-"+kind.name+".b64", []byte(values[0]))
+		write(*out, "one-"+kind.name+".lua", []byte(fmt.Sprintf("wrk.headers[\"X-Client-Cert\"] = %q\nwrk.headers[\"X-Client-Chain\"] = %q\n", values[0], chain)))
 		var b strings.Builder
 		b.WriteString("local certs = {\n")
 		for _, v := range values {
 			fmt.Fprintf(&b, "%q,\n", v)
 		}
-		b.WriteString("}\nlocal i = 0\nrequest = function()\n\ti = i % #certs + 1\n\treturn wrk.format(nil, nil, {[\"X-Client-Cert\"] = certs[i]})\nend\n")
+		fmt.Fprintf(&b, "}\nlocal chain = %q\nlocal i = 0\nrequest = function()\n\ti = i %% #certs + 1\n\treturn wrk.format(nil, nil, {[\"X-Client-Cert\"] = certs[i], [\"X-Client-Chain\"] = chain})\nend\n", chain)
 		write(*out, "many-"+kind.name+".lua", []byte(b.String()))
 	}
 	// Junk: a new random header value on every request, shaped like base64
