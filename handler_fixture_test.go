@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/mtlsauth/caddy-mtls-auth/decoder"
 	"github.com/mtlsauth/caddy-mtls-auth/internal/testpki"
 )
 
@@ -179,3 +180,10 @@ func join(vals ...string) string { return strings.Join(vals, ", ") }
 func nopLogger() *zap.Logger { return zap.NewNop() }
 
 func storeFor(tb testing.TB) certmagic.Storage { return &certmagic.FileStorage{Path: tb.TempDir()} }
+
+func mustDecoder(tb testing.TB, profile, hdr, chain string) *decoder.Decoder {
+	tb.Helper()
+	d, err := decoder.New(decoder.Options{Profile: profile, Header: hdr, ChainHeader: chain})
+	require.NoError(tb, err)
+	return d
+}
