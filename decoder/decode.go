@@ -59,7 +59,7 @@ func New(opts Options) (*Decoder, error) {
 	if (opts.XFCCElement != -1 || opts.XFCCBy != "") && p.name != ProfileEnvoyXFCC && p.name != ProfileAuto {
 		return nil, fmt.Errorf("decoder: xfcc_element and xfcc_by apply only to the envoy_xfcc and auto profiles, not %s", p.name)
 	}
-	return &Decoder{opts: opts, profile: p}, nil
+	return &Decoder{opts: opts, profile: p, chainCache: newParsedCache()}, nil
 }
 
 // validFieldName reports whether h is an RFC 9110 token.
@@ -126,6 +126,7 @@ func (d *Decoder) Decode(values, chainValues []string) (Result, error) {
 	}
 
 	r := getRun(d.opts.MaxChain)
+	r.chainCache = d.chainCache
 	defer putRun(r)
 	if err := d.decodeCert(r, s); err != nil {
 		return Result{}, err
@@ -245,6 +246,8 @@ type run struct {
 	double  bool   // one extra base64-of-PEM level was removed
 	depth   int
 	decoded bool // offsets refer to the percent-decoded value
+	// chainCache reuses parsed chain certificates; nil to parse each time.
+	chainCache *parsedCache
 }
 
 var runPool = sync.Pool{New: func() any { return &run{buf: make([]byte, 0, 4096)} }}
@@ -457,7 +460,13 @@ func (r *run) parse() ([]*x509.Certificate, error) {
 	n := len(r.ders)
 	certs := make([]*x509.Certificate, 0, n)
 	for i, der := range r.ders {
-		c, err := x509.ParseCertificate(der)
+		var c *x509.Certificate
+		var err error
+		if i > 0 && r.chainCache != nil {
+			c, err = r.chainCache.parse(der)
+		} else {
+			c, err = x509.ParseCertificate(der)
+		}
 		if err != nil {
 			return nil, r.errf("%s: not a valid X.509 certificate: %s", certN(i, n), sanitize(err))
 		}

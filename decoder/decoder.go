@@ -179,8 +179,9 @@ type Result struct {
 // Decoder decodes one configured profile. It is immutable and safe for
 // concurrent use.
 type Decoder struct {
-	opts    Options
-	profile *profile
+	opts       Options
+	profile    *profile
+	chainCache *parsedCache
 }
 
 // Header is the certificate header this decoder reads.
