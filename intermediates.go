@@ -96,21 +96,7 @@ func findIssuer(leaf *x509.Certificate, presented []*x509.Certificate) *x509.Cer
 // remembered), and an entry without anchor when the chain has properties
 // that split verification would not enforce.
 func newInterEntry(pool *x509.CertPool, issuer *x509.Certificate, presented []*x509.Certificate, now time.Time) *interEntry {
-	var others *x509.CertPool
-	for _, c := range presented {
-		if c != issuer {
-			if others == nil {
-				others = x509.NewCertPool()
-			}
-			others.AddCert(c)
-		}
-	}
-	chains, err := issuer.Verify(x509.VerifyOptions{
-		Roots:         pool,
-		Intermediates: others,
-		CurrentTime:   now,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
+	chains, err := store.VerifyClient(issuer, pool, presented, now)
 	if err != nil {
 		return nil
 	}

@@ -159,19 +159,7 @@ func denyDetail(what string, d store.DenyRecord) string {
 // verifyChain verifies leaf to pool through the presented intermediates and
 // returns the verified chain, leaf to root.
 func verifyChain(pool *x509.CertPool, leaf *x509.Certificate, intermediates []*x509.Certificate, now time.Time) ([]*x509.Certificate, reason, string) {
-	var inter *x509.CertPool
-	if len(intermediates) > 0 {
-		inter = x509.NewCertPool()
-		for _, c := range intermediates {
-			inter.AddCert(c)
-		}
-	}
-	chains, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         pool,
-		Intermediates: inter,
-		CurrentTime:   now,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
+	chains, err := store.VerifyClient(leaf, pool, intermediates, now)
 	if err == nil {
 		return chains[0], "", ""
 	}
