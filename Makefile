@@ -1,5 +1,5 @@
 # Thin wrappers around scripts/: the scripts are the source of truth.
-.PHONY: build test quickstart bench deps
+.PHONY: build test quickstart bench load deps
 
 build:
 	bash scripts/build.sh
@@ -12,6 +12,9 @@ quickstart:
 
 bench:
 	go test -run '^$$' -bench . -benchmem -timeout 30m ./...
+
+load:
+	bash bench/load.sh
 
 deps:
 	bash scripts/deps.sh
