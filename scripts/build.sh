@@ -28,11 +28,17 @@ else
 	start=$SECONDS
 	# Build to a temporary name so a failed build never leaves a stale
 	# binary that looks fresh.
-	# xcaddy's default flags add -trimpath, which changes every package's
-	# build cache key: the build would then compile all of Caddy once more
-	# instead of reusing what go vet/staticcheck/go test compiled (minutes on
-	# a cold machine). Same flags otherwise: stripped, no badger/mysql/pgx.
-	XCADDY_GO_BUILD_FLAGS="${XCADDY_GO_BUILD_FLAGS:--ldflags='-w -s' -tags=nobadger,nomysql,nopgx}" \
+	# xcaddy's default flags add -trimpath and -tags nobadger,nomysql,nopgx.
+	# Both change the build cache key of nearly every Caddy package (the tags
+	# change smallstep/nosql's files, and almost everything depends on it),
+	# so the build would compile all of Caddy once more instead of sharing
+	# the compiled packages with `go test` (minutes on a cold machine). The
+	# binary only serves the tests, so plain stripped flags are enough.
+	# Likewise xcaddy sets CGO_ENABLED=0 unless the environment says 1,
+	# while `go test` uses `go env CGO_ENABLED` (1 where gcc exists); cgo
+	# on or off changes the net package and so every package above it.
+	CGO_ENABLED="${CGO_ENABLED:-$(go env CGO_ENABLED)}" \
+		XCADDY_GO_BUILD_FLAGS="${XCADDY_GO_BUILD_FLAGS:--ldflags='-w -s'}" \
 		GOPROXY="$proxy" xcaddy build "$CADDY_VERSION" \
 		--output "$OUT.tmp" \
 		--with "$MODULE=$REPO_ROOT"
