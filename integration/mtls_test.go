@@ -593,3 +593,26 @@ func TestLogNeverLeaksCertificate(t *testing.T) {
 		})
 	}
 }
+
+// TestTrustedSourcesAnyWarns: `trusted_sources any` is allowed but warns at
+// startup (every peer may then speak for a certificate); a CIDR does not.
+func TestTrustedSourcesAnyWarns(t *testing.T) {
+	const warning = "trusted_sources is 'any'"
+	p := newPKI(t)
+	for _, v := range []struct {
+		sources string
+		warns   bool
+	}{{"any", true}, {"127.0.0.1/32", false}} {
+		port := freePort(t)
+		c := startCaddy(t, mtlsSite(port, "Ssl-Client-Cert",
+			"profile nginx",
+			"trust_pool file trust.pem",
+			"trusted_sources "+v.sources,
+		), p.files(t, "trust.pem"))
+		status, body := direct(t, port, "-H", "Ssl-Client-Cert: "+nginxEscaped(p.Clients["bob"]))
+		expectOK(t, "trusted_sources "+v.sources, status, body, map[string]string{"cn": "bob"})
+		if got := strings.Contains(c.Log(), warning); got != v.warns {
+			t.Errorf("trusted_sources %s: warning logged = %v, want %v", v.sources, got, v.warns)
+		}
+	}
+}
