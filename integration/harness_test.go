@@ -1,14 +1,5 @@
-// Package integration runs the real Caddy binary built from this checkout
-// (scripts/build.sh -> bin/caddy) behind real TLS-terminating proxies
-// (nginx, HAProxy) and talks to it with the real curl.
-//
-// Nothing here skips: a missing binary or tool is a test failure, because
-// CI must not pass without having run these tests. Tests never call
-// t.Parallel; every server listens on 127.0.0.1 on a port chosen at run
-// time and is stopped by t.Cleanup.
-//
-// Run: go test -count=1 -p 1 -v ./integration/... with MTLS_CADDY_BIN set
-// to the binary (default ../bin/caddy), or simply scripts/test.sh.
+//go:build integration
+
 package integration
 
 import (

@@ -90,14 +90,15 @@ fi
 # ---------------------------------------------------------------- vet
 # vet and staticcheck load race-instrumented export data (-race): the same
 # compiled packages the unit tests need, so a cold machine compiles Caddy's
-# dependency tree once for all three instead of twice.
+# dependency tree once for all three instead of twice. Both also get the
+# integration build tag, so the integration tests are checked like the rest.
 RACE_GOFLAGS="$(go env GOFLAGS) -race"
-step "go vet ./..."
-if go vet -race ./... 2>&1 | tee "$LOG_DIR/vet.log"; then echo "ok"; else fail_step "go vet"; fi
+step "go vet -tags integration ./..."
+if go vet -race -tags integration ./... 2>&1 | tee "$LOG_DIR/vet.log"; then echo "ok"; else fail_step "go vet"; fi
 
 # ---------------------------------------------------------------- staticcheck
-step "staticcheck ./..."
-if GOFLAGS="$RACE_GOFLAGS" staticcheck ./... 2>&1 | tee "$LOG_DIR/staticcheck.log"; then echo "ok"; else fail_step staticcheck; fi
+step "staticcheck -tags integration ./..."
+if GOFLAGS="$RACE_GOFLAGS" staticcheck -tags integration ./... 2>&1 | tee "$LOG_DIR/staticcheck.log"; then echo "ok"; else fail_step staticcheck; fi
 
 # ---------------------------------------------------------------- unit tests
 step "unit tests (go test -race)"
@@ -133,12 +134,19 @@ elif ((built == 0)); then
 	echo "bin/caddy could not be built: integration tests cannot run"
 	fail_step "integration (no binary)"
 else
+	# The integration tests carry the "integration" build tag; without it
+	# they would not be compiled and the step would pass having run nothing.
 	MTLS_CADDY_BIN="$REPO_ROOT/bin/caddy" \
-		go test -count=1 -p 1 -timeout 15m -v ./integration/... >"$LOG_DIR/integration.log" 2>&1
+		go test -tags integration -count=1 -p 1 -timeout 15m -v ./integration/... >"$LOG_DIR/integration.log" 2>&1
 	rc=$?
 	cat "$LOG_DIR/integration.log"
 	before=$failed
 	count_results "$LOG_DIR/integration.log" skip-is-failure
+	if ! grep -q -E '^--- PASS: ' "$LOG_DIR/integration.log" ||
+		grep -q -E '\[no test files\]|testing: warning: no tests to run' "$LOG_DIR/integration.log"; then
+		echo "--> the integration tests did not run: counted as a failure"
+		failed=$((failed + 1))
+	fi
 	if ((rc != 0)) || ((failed > before)); then
 		((failed > before)) && fail_step "integration tests" counted || fail_step "integration tests"
 	fi
