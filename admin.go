@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/mtlsauth/caddy-mtls-auth/store"
 )
@@ -180,29 +181,10 @@ func (a adminAPI) deny(w http.ResponseWriter, r *http.Request, app *App) error {
 	return writeJSON(w, http.StatusCreated, rec)
 }
 
-// listAPIs lists the APIs configured on routes and those with stored
-// certificates.
-func (a *App) listAPIs() []apiJSON {
-	snap := a.runtime.Snapshot()
-	seen := map[string]*apiJSON{}
-	for name, list := range snap.APIs {
-		seen[name] = &apiJSON{API: name, Certs: list.Len()}
-	}
-	a.reg.mu.Lock()
-	for name := range a.reg.apis {
-		if seen[name] == nil {
-			seen[name] = &apiJSON{API: name}
-		}
-		seen[name].Configured = true
-	}
-	a.reg.mu.Unlock()
-	out := make([]apiJSON, 0, len(seen))
-	for _, v := range seen {
-		out = append(out, *v)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].API < out[j].API })
-	return out
-}
+// Log fields of the admin routes.
+func zapAPI(api string) zap.Field        { return zap.String("api", api) }
+func zapAlias(alias string) zap.Field    { return zap.String("alias", alias) }
+func zapFingerprint(fp string) zap.Field { return zap.String("fingerprint", fp) }
 
 // runningApp finds the running configuration's mtls_auth app.
 func runningApp() (*App, error) {

@@ -3,7 +3,9 @@ package mtlsauth
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -194,10 +196,6 @@ func (a *App) syncOnce(ctx context.Context) {
 }
 
 // tier looks a tier up by name.
-func zapAPI(api string) zap.Field        { return zap.String("api", api) }
-func zapAlias(alias string) zap.Field    { return zap.String("alias", alias) }
-func zapFingerprint(fp string) zap.Field { return zap.String("fingerprint", fp) }
-
 func (a *App) tier(name string) (Tier, bool) {
 	t, ok := a.tiers[name]
 	return t, ok
@@ -223,6 +221,113 @@ func (a *App) unwatch(h *Handler) {
 	delete(a.reg.watchers, h)
 	a.reg.mu.Unlock()
 }
+
+// listAPIs lists the APIs configured on routes and those with stored
+// certificates.
+func (a *App) listAPIs() []apiJSON {
+	snap := a.runtime.Snapshot()
+	seen := map[string]*apiJSON{}
+	for name, list := range snap.APIs {
+		seen[name] = &apiJSON{API: name, Certs: list.Len()}
+	}
+	a.reg.mu.Lock()
+	for name := range a.reg.apis {
+		if seen[name] == nil {
+			seen[name] = &apiJSON{API: name}
+		}
+		seen[name].Configured = true
+	}
+	a.reg.mu.Unlock()
+	out := make([]apiJSON, 0, len(seen))
+	for _, v := range seen {
+		out = append(out, *v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].API < out[j].API })
+	return out
+}
+
+// localLimiters holds the in-memory limiter across config reloads, so that
+// a reload does not hand every certificate a fresh budget.
+var localLimiters = caddy.NewUsagePool()
+
+// localLimiterKey is the single local limiter's key in localLimiters.
+const localLimiterKey = "mtls_auth/throttle/local"
+
+// ThrottleConfig chooses where throttle counters live.
+type ThrottleConfig struct {
+	// `local` (default): in this instance's memory, kept across config
+	// reloads; each instance counts alone. `redis`: in a Redis server shared
+	// by every instance, so limits are exact across a cluster.
+	Backend string `json:"backend,omitempty"`
+	// The Redis server, as `redis://[user:password@]host:port/db` (or
+	// `rediss://` for TLS). Accepts placeholders such as `{env.REDIS_URL}`.
+	URL string `json:"url,omitempty"`
+	// How long to wait for Redis before applying `on_error`. Default: 100ms.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// provisionLimiter sets up the throttle backend.
+func (a *App) provisionLimiter() error {
+	for _, t := range a.Tiers {
+		if err := (throttle.Tier{Name: t.Name, Requests: t.Requests, Window: time.Duration(t.Window)}).Validate(); err != nil {
+			return fmt.Errorf("tier %s: %v", t.Name, err)
+		}
+	}
+	switch a.OnError {
+	case "", "allow", "deny":
+	default:
+		return fmt.Errorf("on_error: '%s' is not one of allow, deny", a.OnError)
+	}
+	backend := "local"
+	if a.Throttle != nil && a.Throttle.Backend != "" {
+		backend = a.Throttle.Backend
+	}
+	switch backend {
+	case "local":
+		val, _, err := localLimiters.LoadOrNew(localLimiterKey, func() (caddy.Destructor, error) {
+			return throttle.NewLocal(throttle.LocalOptions{SweepInterval: time.Minute}), nil
+		})
+		if err != nil {
+			return err
+		}
+		a.limiter = val.(*throttle.Local)
+		a.releaseLimiter = func() { _, _ = localLimiters.Delete(localLimiterKey) }
+	case "redis":
+		url := caddy.NewReplacer().ReplaceKnown(a.Throttle.URL, "")
+		r, err := throttle.NewRedis(throttle.RedisOptions{URL: url, Timeout: time.Duration(a.Throttle.Timeout)})
+		if err != nil {
+			return fmt.Errorf("throttle redis: %v", err)
+		}
+		a.limiter = r
+		a.releaseLimiter = func() { _ = r.Close() }
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := r.Ping(ctx); err != nil {
+			a.logger.Warn("redis for throttling does not answer yet; on_error applies until it does", zap.Error(err), zap.String("on_error", a.onErrorMode()))
+		}
+	default:
+		return fmt.Errorf("throttle: backend '%s' is not one of local, redis", backend)
+	}
+	return nil
+}
+
+func (a *App) onErrorMode() string {
+	if a.OnError == "" {
+		return "allow"
+	}
+	return a.OnError
+}
+
+// Cleanup releases the throttle backend.
+func (a *App) Cleanup() error {
+	if a.releaseLimiter != nil {
+		a.releaseLimiter()
+	}
+	return nil
+}
+
+// throttleStats counts backend failures, for the logs.
+type throttleStats struct{ backendErrors atomic.Uint64 }
 
 // Interface guards
 var (

@@ -157,18 +157,3 @@ func bytesView(b []byte) string {
 func ownedKey(k cacheKey) cacheKey {
 	return cacheKey{cert: string([]byte(k.cert)), chain: string([]byte(k.chain))}
 }
-
-// expiry is when a verified result stops being reusable: the earliest
-// NotAfter of the chain, and the revocation answers' validity.
-func expiry(certs []*x509.Certificate, revocationUntil time.Time) time.Time {
-	until := certs[0].NotAfter
-	for _, c := range certs[1:] {
-		if c.NotAfter.Before(until) {
-			until = c.NotAfter
-		}
-	}
-	if !revocationUntil.IsZero() && revocationUntil.Before(until) {
-		until = revocationUntil
-	}
-	return until
-}

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	"go.uber.org/zap"
 
+	"github.com/mtlsauth/caddy-mtls-auth/pathverify"
 	"github.com/mtlsauth/caddy-mtls-auth/store"
 )
 
@@ -63,7 +64,7 @@ func (h *Handler) provisionTrust(ctx caddy.Context) error {
 // buildTrust reads the trust pool's files (for the file provider) and the
 // allow lists into a new trust set.
 func (h *Handler) buildTrust() (*trustSet, error) {
-	ts := &trustSet{inters: newIntermediates()}
+	ts := &trustSet{inters: pathverify.NewIntermediates()}
 	switch {
 	case len(h.poolFiles) > 0:
 		ts.pool = x509.NewCertPool()

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mtlsauth/caddy-mtls-auth/pathverify"
 	"github.com/mtlsauth/caddy-mtls-auth/revocation"
 	"github.com/mtlsauth/caddy-mtls-auth/store"
 )
@@ -23,7 +24,7 @@ type trustSet struct {
 	// allow is the static allow list; nil when empty.
 	allow *store.AllowList
 	// inters remembers intermediates verified to pool.
-	inters *intermediates
+	inters *pathverify.Intermediates
 }
 
 // verifier establishes whether a presented certificate chain is valid here
@@ -79,7 +80,7 @@ func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp sto
 	ts := v.static.Load()
 	chain := certs // for revocation: leaf first, each followed by its issuer
 	if ts.pool != nil {
-		verified, ok := ts.inters.verifyViaIntermediate(ts.pool, leaf, certs[1:], now)
+		verified, ok := ts.inters.Verify(ts.pool, leaf, certs[1:], now)
 		if !ok {
 			var r reason
 			var detail string
@@ -108,6 +109,16 @@ func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp sto
 		vd.revocationUntil, vd.noCache = until, !known
 	}
 	return vd
+}
+
+// expiry is when a verified result stops being reusable: the earliest
+// NotAfter of the chain, and the revocation answers' validity.
+func expiry(chain []*x509.Certificate, revocationUntil time.Time) time.Time {
+	until := pathverify.NotAfter(chain)
+	if !revocationUntil.IsZero() && revocationUntil.Before(until) {
+		until = revocationUntil
+	}
+	return until
 }
 
 // match finds the allow-list entry, static or runtime, that admits leaf.
@@ -159,7 +170,7 @@ func denyDetail(what string, d store.DenyRecord) string {
 // verifyChain verifies leaf to pool through the presented intermediates and
 // returns the verified chain, leaf to root.
 func verifyChain(pool *x509.CertPool, leaf *x509.Certificate, intermediates []*x509.Certificate, now time.Time) ([]*x509.Certificate, reason, string) {
-	chains, err := store.VerifyClient(leaf, pool, intermediates, now)
+	chains, err := pathverify.Client(leaf, pool, intermediates, now)
 	if err == nil {
 		return chains[0], "", ""
 	}

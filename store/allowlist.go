@@ -11,6 +11,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"time"
+
+	"github.com/mtlsauth/caddy-mtls-auth/pathverify"
 )
 
 // Fingerprint is the SHA-256 of a certificate's DER encoding.
@@ -104,7 +106,7 @@ func (l *AllowList) Match(leaf *x509.Certificate, fp Fingerprint, intermediates 
 	if l.cas == nil {
 		return nil
 	}
-	chains, err := VerifyClient(leaf, l.cas, intermediates, now)
+	chains, err := pathverify.Client(leaf, l.cas, intermediates, now)
 	if err != nil {
 		return nil
 	}
@@ -122,26 +124,4 @@ func (l *AllowList) Match(leaf *x509.Certificate, fp Fingerprint, intermediates 
 		}
 	}
 	return best
-}
-
-// VerifyClient verifies cert for client authentication at now, to roots,
-// through intermediates (cert itself is skipped if it is among them). It
-// returns the chains as x509.Certificate.Verify does, leaf to root.
-func VerifyClient(cert *x509.Certificate, roots *x509.CertPool, intermediates []*x509.Certificate, now time.Time) ([][]*x509.Certificate, error) {
-	var pool *x509.CertPool
-	for _, c := range intermediates {
-		if c == cert {
-			continue
-		}
-		if pool == nil {
-			pool = x509.NewCertPool()
-		}
-		pool.AddCert(c)
-	}
-	return cert.Verify(x509.VerifyOptions{
-		Roots:         roots,
-		Intermediates: pool,
-		CurrentTime:   now,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
 }

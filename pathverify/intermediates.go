@@ -1,24 +1,24 @@
-package mtlsauth
+package pathverify
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
-	"sync"
 	"time"
 
-	"github.com/mtlsauth/caddy-mtls-auth/store"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
-// maxIntermediates bounds the verified-intermediates cache of a trust set.
+// maxIntermediates bounds the remembered intermediates of one Intermediates.
 const maxIntermediates = 1024
 
-// intermediates remembers intermediates that verified to a trust pool, so
+// Intermediates remembers intermediates that verified to one trust pool, so
 // that a new leaf under a known intermediate costs one signature check
-// instead of a whole chain. It belongs to one trust set: a reload of the
-// pool makes a new, empty one.
-type intermediates struct {
-	mu sync.RWMutex
-	m  map[store.Fingerprint]*interEntry
+// instead of a whole chain. It belongs to one pool: a reload of the pool
+// needs a new, empty one. Bounded (least recently used out first) and safe
+// for concurrent use.
+type Intermediates struct {
+	m *lru.Cache[[sha256.Size]byte, *interEntry]
 }
 
 // interEntry is one intermediate's verdict.
@@ -31,14 +31,21 @@ type interEntry struct {
 	expires time.Time
 }
 
-func newIntermediates() *intermediates {
-	return &intermediates{m: make(map[store.Fingerprint]*interEntry)}
+// NewIntermediates makes an empty Intermediates.
+func NewIntermediates() *Intermediates {
+	m, _ := lru.New[[sha256.Size]byte, *interEntry](maxIntermediates) // errs only for a size < 1
+	return &Intermediates{m: m}
 }
 
-// verifyViaIntermediate verifies leaf through the presented intermediate
-// that issued it, using (or filling) the cache. ok is false when the fast
-// path does not apply; the caller then verifies the whole chain.
-func (in *intermediates) verifyViaIntermediate(pool *x509.CertPool, leaf *x509.Certificate, presented []*x509.Certificate, now time.Time) (chain []*x509.Certificate, ok bool) {
+// Len is the number of intermediates remembered.
+func (in *Intermediates) Len() int { return in.m.Len() }
+
+// Verify verifies leaf for client authentication at now through the
+// presented intermediate that issued it, remembering that intermediate's
+// own path to pool. It returns the chain, leaf to root. ok is false when
+// this fast path does not apply or fails; the caller then verifies the
+// whole chain (with Client), which also names the reason of a failure.
+func (in *Intermediates) Verify(pool *x509.CertPool, leaf *x509.Certificate, presented []*x509.Certificate, now time.Time) (chain []*x509.Certificate, ok bool) {
 	if in == nil {
 		return nil, false
 	}
@@ -46,23 +53,13 @@ func (in *intermediates) verifyViaIntermediate(pool *x509.CertPool, leaf *x509.C
 	if issuer == nil {
 		return nil, false
 	}
-	fp := store.FingerprintOf(issuer)
-	in.mu.RLock()
-	e := in.m[fp]
-	in.mu.RUnlock()
+	fp := sha256.Sum256(issuer.Raw)
+	e, _ := in.m.Get(fp)
 	if e == nil || !now.Before(e.expires) {
 		if e = newInterEntry(pool, issuer, presented, now); e == nil {
 			return nil, false
 		}
-		in.mu.Lock()
-		if len(in.m) >= maxIntermediates {
-			for k := range in.m { // arbitrary: map order is random
-				delete(in.m, k)
-				break
-			}
-		}
-		in.m[fp] = e
-		in.mu.Unlock()
+		in.m.Add(fp, e)
 	}
 	if e.anchor == nil {
 		return nil, false
@@ -96,17 +93,12 @@ func findIssuer(leaf *x509.Certificate, presented []*x509.Certificate) *x509.Cer
 // remembered), and an entry without anchor when the chain has properties
 // that split verification would not enforce.
 func newInterEntry(pool *x509.CertPool, issuer *x509.Certificate, presented []*x509.Certificate, now time.Time) *interEntry {
-	chains, err := store.VerifyClient(issuer, pool, presented, now)
+	chains, err := Client(issuer, pool, presented, now)
 	if err != nil {
 		return nil
 	}
 	chain := chains[0]
-	e := &interEntry{chain: chain, expires: chain[0].NotAfter}
-	for _, c := range chain[1:] {
-		if c.NotAfter.Before(e.expires) {
-			e.expires = c.NotAfter
-		}
-	}
+	e := &interEntry{chain: chain, expires: NotAfter(chain)}
 	if fastPathOK(chain) {
 		e.anchor = x509.NewCertPool()
 		e.anchor.AddCert(issuer)
