@@ -3,6 +3,7 @@ package mtlsauth
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -69,8 +70,16 @@ type App struct {
 // registry is what the handlers of one configuration tell their app.
 type registry struct {
 	mu       sync.Mutex
-	watchers map[*Handler]struct{} // handlers with files to re-read
+	watchers map[reloader]struct{} // handlers with files to re-read
 	apis     map[string]struct{}   // API names configured on routes
+}
+
+// reloader is what the sync loop knows of a handler: something with
+// certificate files to re-read.
+type reloader interface {
+	// reloadFiles re-reads the files if they changed; it logs its own
+	// errors and keeps the last good state.
+	reloadFiles()
 }
 
 // Tier is a named throttling budget.
@@ -108,16 +117,13 @@ func (a *App) setup(logger *zap.Logger, storage certmagic.Storage) error {
 	}
 	a.tiers = make(map[string]Tier, len(a.Tiers))
 	for _, t := range a.Tiers {
-		if _, dup := a.tiers[t.Name]; dup {
-			return fmt.Errorf("tier '%s' is defined twice", t.Name)
-		}
-		a.tiers[t.Name] = t
+		a.tiers[t.Name] = t // Validate refuses a name defined twice
 	}
 	a.stats = &throttleStats{}
 	if err := a.provisionLimiter(); err != nil {
 		return err
 	}
-	a.reg = &registry{watchers: map[*Handler]struct{}{}, apis: map[string]struct{}{}}
+	a.reg = &registry{watchers: map[reloader]struct{}{}, apis: map[string]struct{}{}}
 	a.runtime = store.NewRuntime(storage, storagePrefix)
 	if err := a.runtime.Sync(context.Background()); err != nil {
 		if store.IsStorageError(err) {
@@ -128,18 +134,19 @@ func (a *App) setup(logger *zap.Logger, storage certmagic.Storage) error {
 	return nil
 }
 
-// Validate checks the tiers; it only reads.
+// Validate checks the tiers, the throttle backend, on_error and
+// sync_interval; it only reads.
 func (a *App) Validate() error {
-	for _, t := range a.Tiers {
-		if t.Name == "" {
-			return fmt.Errorf("tier: a tier needs a name")
+	for i, t := range a.Tiers {
+		if err := validateTier(t, a.Tiers[:i]); err != nil {
+			return err
 		}
-		if t.Requests < 0 {
-			return fmt.Errorf("tier %s: requests must not be negative", t.Name)
-		}
-		if t.Requests > 0 && t.Window <= 0 {
-			return fmt.Errorf("tier %s: window must be positive", t.Name)
-		}
+	}
+	if !slices.Contains(onErrorModes, a.OnError) && a.OnError != "" {
+		return fmt.Errorf("on_error: '%s' is not one of allow, deny", a.OnError)
+	}
+	if b := a.backend(); !slices.Contains(throttleBackends, b) {
+		return fmt.Errorf("throttle: backend '%s' is not one of local, redis", b)
 	}
 	if a.SyncInterval < caddy.Duration(100*time.Millisecond) {
 		return fmt.Errorf("sync_interval: must be at least 100ms")
@@ -185,15 +192,43 @@ func (a *App) syncOnce(ctx context.Context) {
 		a.logger.Error("syncing runtime certificates", zap.Error(err))
 	}
 	a.reg.mu.Lock()
-	handlers := make([]*Handler, 0, len(a.reg.watchers))
-	for h := range a.reg.watchers {
-		handlers = append(handlers, h)
+	watchers := make([]reloader, 0, len(a.reg.watchers))
+	for w := range a.reg.watchers {
+		watchers = append(watchers, w)
 	}
 	a.reg.mu.Unlock()
-	for _, h := range handlers {
-		h.reloadFiles()
+	for _, w := range watchers {
+		w.reloadFiles()
 	}
 }
+
+// validateTier checks one tier against the tiers defined before it. It is
+// the one place of the tier rules: Validate applies it to the JSON, and the
+// Caddyfile parser to each `tier` line, for the line number.
+func validateTier(t Tier, before []Tier) error {
+	switch {
+	case t.Name == "":
+		return fmt.Errorf("tier: a tier needs a name")
+	case t.Requests < 0:
+		return fmt.Errorf("tier %s: requests must not be negative", t.Name)
+	case t.Requests > 0 && t.Window <= 0:
+		return fmt.Errorf("tier %s: window must be positive", t.Name)
+	}
+	for _, b := range before {
+		if b.Name == t.Name {
+			return fmt.Errorf("tier '%s' already specified", t.Name)
+		}
+	}
+	return nil
+}
+
+// unknownTier is the error for a tier name no tier defines.
+func unknownTier(name string) error {
+	return fmt.Errorf("unknown tier '%s': define it with `tier %s <requests> <window>` in the global mtls_auth option", name, name)
+}
+
+// runtimeStore is the runtime certificate stores and the deny list.
+func (a *App) runtimeStore() *store.Runtime { return a.runtime }
 
 // tier looks a tier up by name.
 func (a *App) tier(name string) (Tier, bool) {
@@ -202,9 +237,9 @@ func (a *App) tier(name string) (Tier, bool) {
 }
 
 // watch registers a handler whose certificate files the sync loop re-reads.
-func (a *App) watch(h *Handler) {
+func (a *App) watch(r reloader) {
 	a.reg.mu.Lock()
-	a.reg.watchers[h] = struct{}{}
+	a.reg.watchers[r] = struct{}{}
 	a.reg.mu.Unlock()
 }
 
@@ -216,9 +251,9 @@ func (a *App) registerAPI(api string) {
 }
 
 // unwatch removes a handler, at its cleanup.
-func (a *App) unwatch(h *Handler) {
+func (a *App) unwatch(r reloader) {
 	a.reg.mu.Lock()
-	delete(a.reg.watchers, h)
+	delete(a.reg.watchers, r)
 	a.reg.mu.Unlock()
 }
 
@@ -266,23 +301,24 @@ type ThrottleConfig struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
 
-// provisionLimiter sets up the throttle backend.
-func (a *App) provisionLimiter() error {
-	for _, t := range a.Tiers {
-		if err := (throttle.Tier{Name: t.Name, Requests: t.Requests, Window: time.Duration(t.Window)}).Validate(); err != nil {
-			return fmt.Errorf("tier %s: %v", t.Name, err)
-		}
-	}
-	switch a.OnError {
-	case "", "allow", "deny":
-	default:
-		return fmt.Errorf("on_error: '%s' is not one of allow, deny", a.OnError)
-	}
-	backend := "local"
+// Accepted values of on_error and of the throttle backend.
+var (
+	onErrorModes     = []string{"allow", "deny"}
+	throttleBackends = []string{"local", "redis"}
+)
+
+// backend is the configured throttle backend, local by default.
+func (a *App) backend() string {
 	if a.Throttle != nil && a.Throttle.Backend != "" {
-		backend = a.Throttle.Backend
+		return a.Throttle.Backend
 	}
-	switch backend {
+	return "local"
+}
+
+// provisionLimiter sets up the throttle backend. An unknown backend gets
+// none; Validate reports it.
+func (a *App) provisionLimiter() error {
+	switch a.backend() {
 	case "local":
 		val, _, err := localLimiters.LoadOrNew(localLimiterKey, func() (caddy.Destructor, error) {
 			return throttle.NewLocal(throttle.LocalOptions{SweepInterval: time.Minute}), nil
@@ -305,8 +341,6 @@ func (a *App) provisionLimiter() error {
 		if err := r.Ping(ctx); err != nil {
 			a.logger.Warn("redis for throttling does not answer yet; on_error applies until it does", zap.Error(err), zap.String("on_error", a.onErrorMode()))
 		}
-	default:
-		return fmt.Errorf("throttle: backend '%s' is not one of local, redis", backend)
 	}
 	return nil
 }
@@ -328,6 +362,19 @@ func (a *App) Cleanup() error {
 
 // throttleStats counts backend failures, for the logs.
 type throttleStats struct{ backendErrors atomic.Uint64 }
+
+// countRequest counts one request for key against tier t in the throttle
+// backend.
+func (a *App) countRequest(ctx context.Context, key string, t Tier) (throttle.Decision, error) {
+	return a.limiter.Allow(ctx, key, throttle.Tier{Name: t.Name, Requests: t.Requests, Window: time.Duration(t.Window)})
+}
+
+// backendFailed records a failure of the throttle backend and says what
+// on_error makes of it: the failures so far, the on_error mode, and whether
+// the request is refused.
+func (a *App) backendFailed() (failures uint64, onError string, deny bool) {
+	return a.stats.backendErrors.Add(1), a.onErrorMode(), a.OnError == "deny"
+}
 
 // Interface guards
 var (

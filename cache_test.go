@@ -112,10 +112,10 @@ func benchHandler(b *testing.B, cacheSize int, key testpki.KeyType) (*Handler, *
 	app := &App{}
 	require.NoError(b, app.setup(nopLogger(), storeFor(b)))
 	b.Cleanup(func() { _ = app.Cleanup() })
-	h := &Handler{Profile: "der_base64", Header: "X-Client-Cert", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(rootFile), CacheSize: cacheSize, app: app}
+	h := &Handler{Profile: "der_base64", Header: "X-Client-Cert", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(rootFile), CacheSize: cacheSize}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	b.Cleanup(cancel)
-	require.NoError(b, h.Provision(ctx))
+	require.NoError(b, h.provision(ctx, app))
 	return h, root, root.NewLeaf("bench client", testpki.Key(key))
 }
 

@@ -193,19 +193,18 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.ArgErr()
 			}
 			n, err := strconv.Atoi(args[1])
-			if err != nil || n < 0 {
+			if err != nil {
 				return nil, d.Errf("invalid tier requests '%s': want a whole number, 0 for unlimited", args[1])
 			}
 			w, err := caddy.ParseDuration(args[2])
-			if err != nil || w <= 0 {
+			if err != nil {
 				return nil, d.Errf("invalid tier window '%s': want a positive duration such as 1m", args[2])
 			}
-			for _, t := range app.Tiers {
-				if t.Name == args[0] {
-					return nil, d.Errf("tier '%s' already specified", args[0])
-				}
+			t := Tier{Name: args[0], Requests: n, Window: caddy.Duration(w)}
+			if err := validateTier(t, app.Tiers); err != nil {
+				return nil, d.Err(err.Error())
 			}
-			app.Tiers = append(app.Tiers, Tier{Name: args[0], Requests: n, Window: caddy.Duration(w)})
+			app.Tiers = append(app.Tiers, t)
 		case "throttle":
 			args := d.RemainingArgs()
 			switch {
@@ -219,7 +218,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.ArgErr()
 			}
 		case "on_error":
-			v, err := oneOf(d, "allow", "deny")
+			v, err := oneOf(d, onErrorModes...)
 			if err != nil {
 				return nil, err
 			}
@@ -327,7 +326,7 @@ func (h *Handler) unmarshalAllowDir(d *caddyfile.Dispenser) error {
 // option's tiers are known (always, when adapting a whole Caddyfile).
 func (h *Handler) checkTierName(d *caddyfile.Dispenser, name string) error {
 	if h.knownTiers != nil && !h.knownTiers[name] {
-		return d.Errf("unknown tier '%s': define it with `tier %s <requests> <window>` in the global mtls_auth option", name, name)
+		return d.Err(unknownTier(name).Error())
 	}
 	return nil
 }

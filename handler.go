@@ -215,8 +215,19 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision builds everything the request path needs: the decoder, the
-// source gate, the trust pool and the allow list.
+// source gate, the trust pool and the allow list, over the configuration's
+// mtls_auth app.
 func (h *Handler) Provision(ctx caddy.Context) error {
+	appIface, err := ctx.App("mtls_auth")
+	if err != nil {
+		return fmt.Errorf("loading mtls_auth app: %v", err)
+	}
+	return h.provision(ctx, appIface.(*App))
+}
+
+// provision is Provision over a given app (unit tests give their own).
+func (h *Handler) provision(ctx caddy.Context, app *App) error {
+	h.app = app
 	h.logger = ctx.Logger()
 	h.now = time.Now
 	h.mode = parseMode(h.Mode)
@@ -256,14 +267,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	if h.app == nil { // preset only by unit tests
-		appIface, err := ctx.App("mtls_auth")
-		if err != nil {
-			return fmt.Errorf("loading mtls_auth app: %v", err)
-		}
-		h.app = appIface.(*App)
-	}
-	h.verifier.runtime = h.app.runtime
+	h.verifier.runtime = h.app.runtimeStore()
 	h.verifier.api = h.API
 	h.verifier.listed = len(h.Allow) > 0 || len(h.AllowDir) > 0 || h.API != ""
 	if h.watchesFiles() {
@@ -271,9 +275,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.API != "" {
 		h.app.registerAPI(h.API)
-	}
-	if err := h.checkTiers(); err != nil {
-		return err
 	}
 	if err := h.provisionRevocation(); err != nil {
 		return err
@@ -300,7 +301,7 @@ func (h *Handler) checkTiers() error {
 			return nil
 		}
 		if _, ok := h.app.tier(name); !ok {
-			return fmt.Errorf("%s: unknown tier '%s': define it with `tier %s <requests> <window>` in the global mtls_auth option", what, name, name)
+			return fmt.Errorf("%s: %w", what, unknownTier(name))
 		}
 		return nil
 	}
@@ -328,12 +329,8 @@ func (h *Handler) Validate() error {
 	if h.source == sourceInvalid {
 		return fmt.Errorf("source: '%s' is not one of header, tls, any", h.Source)
 	}
-	if h.MaxHeaderBytes < 0 {
-		return fmt.Errorf("max_header_bytes: must not be negative")
-	}
-	if h.MaxChain < 0 {
-		return fmt.Errorf("max_chain: must not be negative")
-	}
+	// max_header_bytes, max_chain, profile and the XFCC options are
+	// checked by decoder.New in Provision, trusted_sources by newSourceGate.
 	if h.poolModule == nil && !h.verifier.listed {
 		return errors.New("no trust configured: set trust_pool, allow, allow_dir or api, or every client could pick its own identity")
 	}
@@ -342,7 +339,7 @@ func (h *Handler) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return h.checkTiers()
 }
 
 // ServeHTTP authenticates the request, sets the placeholders, and either

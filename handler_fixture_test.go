@@ -89,15 +89,17 @@ func newTestApp(t *testing.T, tiers ...Tier) *App {
 }
 
 // provision provisions h in a fresh Caddy context and validates it. The
-// handler gets a new test app unless it already has one.
+// handler is provisioned over the app its app field names (tests set it to
+// share one app between handlers), else over a new test app.
 func provision(t *testing.T, h *Handler) error {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
-	if h.app == nil {
-		h.app = newTestApp(t)
+	app := h.app
+	if app == nil {
+		app = newTestApp(t)
 	}
-	if err := h.Provision(ctx); err != nil {
+	if err := h.provision(ctx, app); err != nil {
 		return err
 	}
 	return h.Validate()

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -48,14 +47,13 @@ func (h *Handler) applyThrottle(w http.ResponseWriter, r *http.Request, id *iden
 	if tier.Requests == 0 {
 		return "", ""
 	}
-	dec, err := h.app.limiter.Allow(r.Context(), throttle.Key(h.scope, id.fingerprint),
-		throttle.Tier{Name: tier.Name, Requests: tier.Requests, Window: time.Duration(tier.Window)})
+	dec, err := h.app.countRequest(r.Context(), throttle.Key(h.scope, id.fingerprint), tier)
 	if err != nil {
-		n := h.app.stats.backendErrors.Add(1)
+		n, onError, deny := h.app.backendFailed()
 		if c := h.logger.Check(zapcore.WarnLevel, "throttle backend failed"); c != nil {
-			c.Write(zap.Error(err), zap.String("on_error", h.app.onErrorMode()), zap.Uint64("failures", n))
+			c.Write(zap.Error(err), zap.String("on_error", onError), zap.Uint64("failures", n))
 		}
-		if h.app.OnError == "deny" {
+		if deny {
 			w.Header().Set("Retry-After", "1")
 			return reasonThrottled, "throttle backend unavailable"
 		}

@@ -140,9 +140,9 @@ func TestThrottleConfigErrors(t *testing.T) {
 		})
 	}
 	bad := &App{OnError: "maybe"}
-	assert.ErrorContains(t, bad.provisionLimiter(), "on_error")
+	assert.ErrorContains(t, bad.Validate(), "on_error")
 	bad = &App{Throttle: &ThrottleConfig{Backend: "memcached"}}
-	assert.ErrorContains(t, bad.provisionLimiter(), "memcached")
+	assert.ErrorContains(t, bad.Validate(), "memcached")
 }
 
 func TestCaddyfileUnknownTierHasLine(t *testing.T) {
