@@ -337,19 +337,29 @@ func (h *Handler) unmarshalXFCCElement(d *caddyfile.Dispenser) error {
 	if err != nil {
 		return err
 	}
-	switch v {
-	case "first":
-		h.XFCCElement = 1
-	case "last":
-		h.XFCCElement = -1
-	default:
-		n, err := strconv.Atoi(v)
-		if err != nil || n == 0 {
-			return d.Errf("invalid xfcc_element '%s': want first, last, a position from 1, or a negative position from the end", v)
-		}
-		h.XFCCElement = n
+	n, ok := parseXFCCElement(v)
+	if !ok {
+		return d.Errf("invalid xfcc_element '%s': %s", v, xfccElementWant)
 	}
+	h.XFCCElement = n
 	return nil
+}
+
+// xfccElementWant says what parseXFCCElement accepts, for error messages.
+const xfccElementWant = "want first, last, a position from 1, or a negative position from the end"
+
+// parseXFCCElement reads an XFCC element choice, as xfcc_element and
+// `caddy mtls-auth decode --xfcc-element` take it: first (1), last (-1),
+// or a non-zero position (negative from the end).
+func parseXFCCElement(s string) (int, bool) {
+	switch s {
+	case "first":
+		return 1, true
+	case "last":
+		return -1, true
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n != 0
 }
 
 // singleArg reads exactly one argument on the current line.

@@ -1,7 +1,6 @@
 package mtlsauth
 
 import (
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mtlsauth/caddy-mtls-auth/decoder"
+	"github.com/mtlsauth/caddy-mtls-auth/store"
 )
 
 func init() {
@@ -98,9 +97,12 @@ func runDecode(in io.Reader, out io.Writer, f decodeFlags) error {
 		return fmt.Errorf("input is over %d bytes", maxDecodeInput)
 	}
 	name, value := splitHeaderLine(string(raw))
-	element, err := parseXFCCElement(f.xfccElement)
-	if err != nil {
-		return err
+	if f.xfccElement == "" {
+		f.xfccElement = "last"
+	}
+	element, ok := parseXFCCElement(f.xfccElement)
+	if !ok {
+		return fmt.Errorf("invalid --xfcc-element %q: %s", f.xfccElement, xfccElementWant)
 	}
 	opts := decoder.Options{
 		Profile:        f.profile,
@@ -148,21 +150,6 @@ func isTokenByte(c byte) bool {
 		strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
-// parseXFCCElement reads first, last or a non-zero position.
-func parseXFCCElement(s string) (int, error) {
-	switch s {
-	case "", "last":
-		return -1, nil
-	case "first":
-		return 1, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("invalid --xfcc-element %q: want first, last, a position from 1, or a negative position from the end", s)
-	}
-	return n, nil
-}
-
 // certReport is one certificate as `caddy mtls-auth decode` prints it.
 type certReport struct {
 	Position  int      `json:"position"`
@@ -182,7 +169,6 @@ type certReport struct {
 }
 
 func newCertReport(i int, profile string, c *x509.Certificate) certReport {
-	sum := sha256.Sum256(c.Raw)
 	r := certReport{
 		Position:  i + 1,
 		Role:      "leaf",
@@ -190,7 +176,7 @@ func newCertReport(i int, profile string, c *x509.Certificate) certReport {
 		Subject:   c.Subject.String(),
 		Issuer:    c.Issuer.String(),
 		Serial:    serialHex(c),
-		SHA256:    hex.EncodeToString(sum[:]),
+		SHA256:    store.FingerprintOf(c).String(),
 		NotBefore: c.NotBefore.UTC().Format(time.RFC3339),
 		NotAfter:  c.NotAfter.UTC().Format(time.RFC3339),
 		DNSNames:  append([]string{}, c.DNSNames...),

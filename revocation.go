@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -128,8 +127,8 @@ func (h *Handler) unmarshalRevocation(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			for _, c := range rv.CRL {
-				if err := checkFetchURL(c); err != nil {
-					return d.Errf("revocation: crl %v", err)
+				if err := revocation.CheckCRL(c); err != nil {
+					return d.Errf("revocation: %v", err)
 				}
 			}
 		case "crl_from_certificate", "soft_fail":
@@ -147,8 +146,8 @@ func (h *Handler) unmarshalRevocation(d *caddyfile.Dispenser) error {
 			switch len(args) {
 			case 0:
 			case 1:
-				if err := checkFetchURL(args[0]); err != nil || !hasScheme(args[0]) {
-					return d.Errf("revocation: ocsp responder must be an http or https URL, got '%s'", args[0])
+				if err := revocation.CheckResponder(args[0]); err != nil {
+					return d.Errf("revocation: %v", err)
 				}
 				rv.OCSPResponder = args[0]
 			default:
@@ -163,21 +162,4 @@ func (h *Handler) unmarshalRevocation(d *caddyfile.Dispenser) error {
 	}
 	h.Revocation = rv
 	return nil
-}
-
-// checkFetchURL accepts a file path, or an http/https URL.
-func checkFetchURL(s string) error {
-	if !hasScheme(s) {
-		return nil
-	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("'%s': only files and http/https URLs are supported", s)
-	}
-	return nil
-}
-
-func hasScheme(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && u.Scheme != "" && len(u.Scheme) > 1 // not a Windows drive letter
 }

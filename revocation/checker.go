@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,8 +198,8 @@ func New(cfg Config) (*Checker, error) {
 		if !cfg.OCSP {
 			return nil, errors.New("revocation: an OCSP responder is given but OCSP is off")
 		}
-		if !isHTTPURL(cfg.OCSPResponder) {
-			return nil, fmt.Errorf("revocation: OCSP responder %q: want an http or https URL", cfg.OCSPResponder)
+		if err := CheckResponder(cfg.OCSPResponder); err != nil {
+			return nil, fmt.Errorf("revocation: %w", err)
 		}
 	}
 	if cfg.CRLTimeout < 0 || cfg.OCSPTimeout < 0 || cfg.MaxCRLBytes < 0 || cfg.MaxCachedCRLs < 0 || cfg.MaxCachedOCSP < 0 {
@@ -244,13 +245,11 @@ func New(cfg Config) (*Checker, error) {
 	}
 	seen := map[string]bool{}
 	for _, name := range cfg.CRLs {
-		switch {
-		case name == "":
-			return nil, errors.New("revocation: empty CRL name")
-		case seen[name]:
+		if err := CheckCRL(name); err != nil {
+			return nil, fmt.Errorf("revocation: %w", err)
+		}
+		if seen[name] {
 			return nil, fmt.Errorf("revocation: CRL %q given twice", name)
-		case strings.Contains(name, "://") && !isHTTPURL(name):
-			return nil, fmt.Errorf("revocation: CRL %q: only files and http/https URLs are supported", name)
 		}
 		seen[name] = true
 		s := &crlSource{name: name, isURL: isHTTPURL(name)}
@@ -311,6 +310,46 @@ func defaultClient() (*http.Client, *http.Transport) {
 	}, tr
 }
 
+// CheckCRL reports whether name can be loaded as a CRL: a file path, or an
+// http or https URL with a host. New applies it to every configured CRL; a
+// configuration parser may apply it first, to report the line.
+func CheckCRL(name string) error {
+	if name == "" {
+		return errors.New("empty CRL name")
+	}
+	if hasScheme(name) && !isFetchableURL(name) {
+		return fmt.Errorf("CRL %q: only files and http/https URLs are supported", name)
+	}
+	return nil
+}
+
+// CheckResponder reports whether u can be asked as an OCSP responder: an
+// http or https URL with a host. New applies it to Config.OCSPResponder.
+func CheckResponder(u string) error {
+	if !isFetchableURL(u) {
+		return fmt.Errorf("OCSP responder %q: want an http or https URL", u)
+	}
+	return nil
+}
+
+// hasScheme reports whether s starts with a URL scheme. A one-letter
+// scheme is a Windows drive letter: s is then a path.
+func hasScheme(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && len(u.Scheme) > 1
+}
+
+// isFetchableURL reports whether s is an http or https URL with a host.
+func isFetchableURL(s string) bool {
+	if !isHTTPURL(s) {
+		return false
+	}
+	u, err := url.Parse(s)
+	return err == nil && u.Host != ""
+}
+
+// isHTTPURL tells URLs from file names on the request path, without
+// parsing: the names were checked by CheckCRL and CheckResponder.
 func isHTTPURL(s string) bool {
 	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
 }

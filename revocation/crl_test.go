@@ -700,3 +700,18 @@ func TestStatusString(t *testing.T) {
 	assert.Equal(t, "unknown", Unknown.String())
 	assert.Equal(t, "unknown", Status(0).String(), "the zero value fails safe")
 }
+
+func TestCheckSourceNames(t *testing.T) {
+	for _, name := range []string{"/etc/mtls/root.crl", "root.crl", `C:\mtls\root.crl`, "http://pki.example/root.crl", "https://pki.example/root.crl"} {
+		assert.NoError(t, CheckCRL(name), name)
+	}
+	for _, name := range []string{"", "ldap://x/crl", "ftp:root.crl", "http://", "HTTP://pki.example/root.crl"} {
+		assert.Error(t, CheckCRL(name), name)
+	}
+	for _, u := range []string{"http://ocsp.example", "https://ocsp.example/path"} {
+		assert.NoError(t, CheckResponder(u), u)
+	}
+	for _, u := range []string{"", "ocsp.example", "ftp://ocsp.example", "https://", "/etc/ocsp"} {
+		assert.Error(t, CheckResponder(u), u)
+	}
+}
