@@ -45,6 +45,19 @@ type cacheEntry struct {
 // that a certificate seen before costs one map lookup. It is bounded in
 // entries and in bytes; when a shard is full, arbitrary entries make room
 // (Go's map iteration order is random). Safe for concurrent use.
+//
+// It is the one bounded map of the plugin not built on golang-lru (which
+// the decoder's parse cache, the remembered intermediates and the
+// revocation caches use), because its semantics are its own: it is bounded
+// in entries and in key bytes at once (a flood of large unique junk headers
+// must not grow memory, whatever their count); every entry has its own
+// expiry (the chain's earliest NotAfter, a revocation answer's validity, one
+// second for failures) and the trust generation it was computed against,
+// both checked on every read; and a hit, the request path of every known
+// certificate, must stay a read-locked map lookup in one of 16 shards with
+// no allocation, where an LRU takes an exclusive lock to reorder on every
+// read. Recency buys nothing here: the entries that matter are hit often
+// enough to come back at once after an arbitrary eviction.
 type verifyCache struct {
 	seed       maphash.Seed
 	maxEntries int // per shard

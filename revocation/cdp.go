@@ -5,17 +5,16 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 )
 
 // cdpCache holds the CRLs fetched from certificates' distribution points,
 // by URL.
 type cdpCache struct {
-	mu    sync.Mutex
-	lru   *lru[*cdpEntry]
+	lru   *lru.Cache[string, *cdpEntry]
 	group singleflight.Group
 }
 
@@ -30,15 +29,14 @@ type cdpEntry struct {
 }
 
 func newCDPCache(max int) *cdpCache {
-	return &cdpCache{lru: newLRU[*cdpEntry](max)}
+	l, _ := lru.New[string, *cdpEntry](max) // errs only for a size < 1; New makes it at least 1
+	return &cdpCache{lru: l}
 }
 
 // answer is the distribution point's answer for cert. With network false
 // it reports ok=false when a fetch is needed.
 func (k *cdpCache) answer(ctx context.Context, c *Checker, url string, cert, issuer *x509.Certificate, now time.Time, network bool) (answer, bool) {
-	k.mu.Lock()
-	e, _ := k.lru.get(url)
-	k.mu.Unlock()
+	e, _ := k.lru.Get(url)
 	if e != nil && (e.crl != nil && now.Before(e.expires) || now.Before(e.retryAt)) {
 		return e.use(c, cert, issuer, now), true
 	}
@@ -82,9 +80,7 @@ func (e *cdpEntry) use(c *Checker, cert, issuer *x509.Certificate, now time.Time
 // fetch downloads, parses and verifies the CRL at url, and stores the new
 // entry. On failure the previous CRL, if any, is kept.
 func (k *cdpCache) fetch(c *Checker, url string, issuer *x509.Certificate) *cdpEntry {
-	k.mu.Lock()
-	old, _ := k.lru.get(url)
-	k.mu.Unlock()
+	old, _ := k.lru.Get(url)
 
 	ctx, cancel := context.WithTimeout(c.baseCtx, c.cfg.CRLTimeout)
 	defer cancel()
@@ -112,8 +108,6 @@ func (k *cdpCache) fetch(c *Checker, url string, issuer *x509.Certificate) *cdpE
 			e.expires = now.Add(noNextUpdateCRLTTL)
 		}
 	}
-	k.mu.Lock()
-	k.lru.put(url, e)
-	k.mu.Unlock()
+	k.lru.Add(url, e)
 	return e
 }

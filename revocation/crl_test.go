@@ -641,7 +641,7 @@ func TestCRLFromCertificateLRU(t *testing.T) {
 	for _, l := range leaves {
 		require.Equal(t, Good, c.Check(ctx, chainOf(l)[:2]).Status)
 	}
-	assert.Equal(t, 2, c.cdp.lru.len())
+	assert.Equal(t, 2, c.cdp.lru.Len())
 	require.Equal(t, Good, c.Check(ctx, chainOf(leaves[0])[:2]).Status)
 	assert.Equal(t, 2, srv.count("/a.crl"), "evicted, fetched again")
 	require.Equal(t, Good, c.Check(ctx, chainOf(leaves[2])[:2]).Status)

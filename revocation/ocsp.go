@@ -12,9 +12,10 @@ import (
 	"math/big"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
+	"unsafe"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/crypto/ocsp"
 	"golang.org/x/sync/singleflight"
 )
@@ -22,8 +23,7 @@ import (
 // ocspCache holds OCSP answers by certificate (issuer name, issuer key,
 // serial).
 type ocspCache struct {
-	mu    sync.Mutex
-	lru   *lru[*ocspEntry]
+	lru   *lru.Cache[string, *ocspEntry]
 	group singleflight.Group
 }
 
@@ -34,7 +34,8 @@ type ocspEntry struct {
 }
 
 func newOCSPCache(max int) *ocspCache {
-	return &ocspCache{lru: newLRU[*ocspEntry](max)}
+	l, _ := lru.New[string, *ocspEntry](max) // errs only for a size < 1; New makes it at least 1
+	return &ocspCache{lru: l}
 }
 
 // appendOCSPKey appends the cache key of cert: issuer subject, issuer key
@@ -52,9 +53,9 @@ func appendOCSPKey(dst []byte, cert, issuer *x509.Certificate) []byte {
 func (k *ocspCache) answer(ctx context.Context, c *Checker, url string, cert, issuer *x509.Certificate, now time.Time, network bool) (answer, bool) {
 	var buf [768]byte
 	key := appendOCSPKey(buf[:0], cert, issuer)
-	k.mu.Lock()
-	e, _ := k.lru.getBytes(key)
-	k.mu.Unlock()
+	// The lookup views key as a string without copying it: Get only
+	// compares the key, it never keeps it. key is never empty.
+	e, _ := k.lru.Get(unsafe.String(&key[0], len(key)))
 	if e != nil && now.Before(e.expires) {
 		return e.answer, true
 	}
@@ -64,9 +65,7 @@ func (k *ocspCache) answer(ctx context.Context, c *Checker, url string, cert, is
 	skey := string(key)
 	ch := k.group.DoChan(skey, func() (any, error) {
 		e := c.queryOCSP(url, cert, issuer)
-		k.mu.Lock()
-		k.lru.put(skey, e)
-		k.mu.Unlock()
+		k.lru.Add(skey, e)
 		return e, nil
 	})
 	select {

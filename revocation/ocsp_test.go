@@ -221,7 +221,7 @@ func TestOCSPCacheBound(t *testing.T) {
 		require.Equal(t, Good, c.Check(ctx, chainOf(b)[:2]).Status)
 	}
 	assert.Equal(t, int64(6), resp.hits.Load())
-	assert.Equal(t, 1, c.ocsp.lru.len())
+	assert.Equal(t, 1, c.ocsp.lru.Len())
 }
 
 func TestOCSPCoalesces(t *testing.T) {
