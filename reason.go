@@ -4,7 +4,9 @@ import "net/http"
 
 // reason is the code a rejected or unauthenticated request carries in
 // {http.mtls.error}. The set and the status of each are part of the
-// plugin's contract (DESIGN.md section 4).
+// plugin's contract (the README's "Status codes and reasons" table): users
+// match on them in handle_errors and later auth handlers, so a code is
+// never renamed or reused for another meaning.
 type reason string
 
 const (

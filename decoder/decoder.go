@@ -1,8 +1,8 @@
 // Package decoder turns the certificate header that a TLS-terminating load
 // balancer forwards into X.509 certificates, leaf first.
 //
-// Every producer encodes the certificate differently (see
-// shared/reference/header-formats.md): URL-encoded PEM with '+', '/' and '='
+// Every producer encodes the certificate differently (the captured values
+// in testdata/headers show each one): URL-encoded PEM with '+', '/' and '='
 // escaped or literal, bare base64 DER, RFC 9440 byte sequences, PEM whose line
 // breaks became spaces or tabs, base64 of a whole PEM inside PEM armor, Envoy's
 // structured x-forwarded-client-cert, and several certificates in one value.
@@ -29,7 +29,7 @@
 //
 // U1/U2 URL-encoded PEM with '+' '/' '=' escaped/literal, P mangled or plain
 // PEM, B base64 DER, R RFC 9440 byte sequences, S Envoy XFCC, D base64 of a
-// PEM text (the family letters of header-formats.md). Every profile removes
+// PEM text. Every profile removes
 // one extra level of base64-of-PEM, and accepts several certificates where
 // its producer can send them. A value of a family the profile does not
 // accept fails with a message naming the profile that would decode it.

@@ -12,8 +12,8 @@ import (
 	"github.com/mtlsauth/caddy-mtls-auth/internal/testpki"
 )
 
-// The tests below hold the plugin to its contract (shared/DESIGN.md §3 and
-// §4): real Caddy built from this checkout, real nginx/HAProxy terminating
+// The tests below hold the plugin to its contract (the README's Security
+// notes, Placeholders and Status codes sections): real Caddy built from this checkout, real nginx/HAProxy terminating
 // TLS, real curl presenting certificates. Each test starts its own servers.
 
 // echoBody is what every mtls site answers on success: the identity
@@ -287,8 +287,8 @@ func TestUntrustedSource(t *testing.T) {
 		t.Errorf("forged header, optional: got %d %q, want 200 %q", status, body, want)
 	}
 	// keep_header passes on a header that authenticated; one from an
-	// untrusted peer is removed regardless (DESIGN §3: "is removed and
-	// never authenticates").
+	// untrusted peer is removed regardless (README, Security notes: "it is
+	// removed and the request counts as carrying no certificate").
 	status, body = direct(t, optionalKeep, "-H", forged)
 	if want := "upstream auth=false err=untrusted_source hdr=[]"; status != 200 || body != want {
 		t.Errorf("forged header, optional + keep_header: got %d %q, want 200 %q", status, body, want)
@@ -489,7 +489,7 @@ func TestHAProxy(t *testing.T) {
 
 // TestLogNeverLeaksCertificate: at debug level, for accepted and rejected
 // requests, Caddy's log holds no PEM and no run of a certificate's base64
-// (DESIGN §4: logs carry the fingerprint and alias, never PEM or the raw
+// (the plugin's logs carry the fingerprint and alias, never PEM or the raw
 // header). Variants: debug logging only; plus a site access log (which
 // records request headers); and both with Caddy's log filter deleting the
 // certificate header. In every variant the plugin's own lines
@@ -587,7 +587,7 @@ func TestLogNeverLeaksCertificate(t *testing.T) {
 			} else if len(caddy) > 0 {
 				t.Logf("unfiltered request logs show the header, as Caddy logs every request header (lines per logger: %v); the filter variant proves the README's remedy", loggers)
 			}
-			// DESIGN §4: logs carry the fingerprint (never the certificate);
+			// The logs carry the fingerprint (never the certificate);
 			// a rejection at debug level should name it.
 			if fp := p.Clients["expired"].Fingerprint(); !strings.Contains(log, fp) {
 				t.Errorf("no log line names the rejected (expired) certificate's fingerprint %s", fp)

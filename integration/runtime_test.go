@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// Runtime certificates (DESIGN.md §5): the admin API, persistence in Caddy
+// Runtime certificates (the README's admin API section): the admin API, persistence in Caddy
 // storage, clusters sharing one storage, config reloads.
 
 // runtimeSite is a site whose route belongs to API "payments" (runtime
