@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/mtlsauth/caddy-mtls-auth/decoder"
+	"github.com/mtlsauth/caddy-mtls-auth/pathverify"
 	"github.com/mtlsauth/caddy-mtls-auth/store"
 )
 
@@ -270,6 +271,7 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	h.verifier.runtime = h.app.runtimeStore()
 	h.verifier.api = h.API
 	h.verifier.listed = len(h.Allow) > 0 || len(h.AllowDir) > 0 || h.API != ""
+	h.verifier.limits = pathverify.Limits{MaxChain: dec.Options().MaxChain}
 	if h.watchesFiles() {
 		h.app.watch(h)
 	}

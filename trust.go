@@ -64,21 +64,25 @@ func (h *Handler) provisionTrust(ctx caddy.Context) error {
 // buildTrust reads the trust pool's files (for the file provider) and the
 // allow lists into a new trust set.
 func (h *Handler) buildTrust() (*trustSet, error) {
-	ts := &trustSet{inters: pathverify.NewIntermediates()}
+	ts := &trustSet{}
+	var pool *x509.CertPool
 	switch {
 	case len(h.poolFiles) > 0:
-		ts.pool = x509.NewCertPool()
+		pool = x509.NewCertPool()
 		for _, f := range h.poolFiles {
 			certs, err := store.ReadCertificates(f)
 			if err != nil {
 				return nil, fmt.Errorf("trust_pool: %v", err)
 			}
 			for _, c := range certs {
-				ts.pool.AddCert(c)
+				pool.AddCert(c)
 			}
 		}
 	case h.poolModule != nil:
-		ts.pool = h.poolModule.CertPool()
+		pool = h.poolModule.CertPool()
+	}
+	if pool != nil {
+		ts.pool = pathverify.NewAnchors(pool, true)
 	}
 	entries, err := h.loadAllowEntries()
 	if err != nil {

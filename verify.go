@@ -17,14 +17,13 @@ import (
 
 // trustSet is the trust built from the configuration's files: the trust
 // pool and the static allow list. It is immutable; a file reload swaps in a
-// new one.
+// new one, and with it everything learnt about presented certificates.
 type trustSet struct {
-	// pool is the trust_pool; nil when none is configured.
-	pool *x509.CertPool
+	// pool is the trust_pool, with what was learnt about presented
+	// intermediates against it; nil when none is configured.
+	pool *pathverify.Anchors
 	// allow is the static allow list; nil when empty.
 	allow *store.AllowList
-	// inters remembers intermediates verified to pool.
-	inters *pathverify.Intermediates
 }
 
 // verifier establishes whether a presented certificate chain is valid here
@@ -39,6 +38,8 @@ type verifier struct {
 	// listed is true when the route pins certificates (allow, allow_dir or
 	// api): the leaf must then be admitted by a list.
 	listed bool
+	// limits bound the chain and the signature checks of one request.
+	limits pathverify.Limits
 	// revocation checks CRLs/OCSP; nil when not configured.
 	revocation *revocation.Checker
 	softFail   bool
@@ -57,14 +58,29 @@ type verdict struct {
 	noCache         bool
 }
 
-// verify checks, in order: the deny list (it wins over everything), the
-// leaf's validity window and extended key usage, the chain against the trust
-// pool, then the allow lists. certs is leaf first.
+// verify checks, in order: the keys of the presented certificates (before
+// any signature work), the deny list against every presented certificate,
+// the leaf's validity window and extended key usage, the chain against the
+// trust pool, then the allow lists, then revocation. certs is leaf first.
+//
+// The deny list wins over everything, and reaches what the client does not
+// send: a chain verified to the pool or to a CA entry counts only if it
+// holds no denied certificate (root, intermediate, or the CA entry), so a
+// client whose every verified chain passes through a denied certificate
+// is refused as denied, however the chain was verified.
 func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp store.Fingerprint, now time.Time) verdict {
+	if err := pathverify.CheckKeys(certs); err != nil {
+		return verdict{reason: reasonMalformed, detail: err.Error()}
+	}
 	snap := v.snapshot()
+	var denied func(*x509.Certificate) bool
 	if len(snap.Deny) > 0 {
-		if vd, denied := v.denied(snap, certs, fp); denied {
+		if vd, isDenied := v.denied(snap, certs, fp); isDenied {
 			return vd
+		}
+		denied = func(c *x509.Certificate) bool {
+			_, ok := snap.Deny[store.FingerprintOf(c)]
+			return ok
 		}
 	}
 	leaf := certs[0]
@@ -77,27 +93,33 @@ func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp sto
 	if !clientAuthAllowed(leaf) {
 		return verdict{reason: reasonWrongUsage, detail: "certificate's extended key usage does not include clientAuth"}
 	}
+	req, err := pathverify.NewRequest(leaf, certs[1:], now, v.limits, denied)
+	if err != nil {
+		return verdict{reason: reasonTooLarge, detail: err.Error()}
+	}
 	ts := v.static.Load()
 	chain := certs // for revocation: leaf first, each followed by its issuer
 	if ts.pool != nil {
-		verified, ok := ts.inters.Verify(ts.pool, leaf, certs[1:], now)
-		if !ok {
-			var r reason
-			var detail string
-			if verified, r, detail = verifyChain(ts.pool, leaf, certs[1:], now); r != "" {
-				return verdict{reason: r, detail: detail}
-			}
+		chains, err := ts.pool.Verify(req)
+		if err != nil {
+			r, detail := chainFailure(snap, err)
+			return verdict{reason: r, detail: detail}
 		}
-		chain = verified
+		chain = chains[0]
 	}
 	var entry *store.Entry
 	if v.listed {
-		entry = v.match(ts, snap, leaf, fp, certs[1:], now)
+		var path []*x509.Certificate
+		entry, path, err = v.match(ts, snap, req, fp)
+		if err != nil {
+			r, detail := chainFailure(snap, err)
+			return verdict{reason: r, detail: detail}
+		}
 		if entry == nil {
 			return verdict{reason: reasonNotAllowed, detail: "certificate is not on this route's allow list"}
 		}
-		if ts.pool == nil && entry.IsCA() && chain[len(chain)-1] != entry.Cert {
-			chain = append(chain[:len(chain):len(chain)], entry.Cert)
+		if ts.pool == nil && entry.IsCA() {
+			chain = path
 		}
 	}
 	vd := verdict{entry: entry, chain: chain}
@@ -121,19 +143,21 @@ func expiry(chain []*x509.Certificate, revocationUntil time.Time) time.Time {
 	return until
 }
 
-// match finds the allow-list entry, static or runtime, that admits leaf.
-func (v *verifier) match(ts *trustSet, snap *store.Snapshot, leaf *x509.Certificate, fp store.Fingerprint, intermediates []*x509.Certificate, now time.Time) *store.Entry {
+// match finds the allow-list entry, static or runtime, that admits the
+// request's leaf, and the chain the admission rests on (see
+// store.AllowList.Match).
+func (v *verifier) match(ts *trustSet, snap *store.Snapshot, req *pathverify.Request, fp store.Fingerprint) (*store.Entry, []*x509.Certificate, error) {
 	if ts.allow != nil {
-		if e := ts.allow.Match(leaf, fp, intermediates, now); e != nil {
-			return e
+		if e, path, err := ts.allow.Match(req, fp); e != nil || err != nil {
+			return e, path, err
 		}
 	}
 	if v.api != "" {
 		if list := snap.APIs[v.api]; list != nil {
-			return list.Match(leaf, fp, intermediates, now)
+			return list.Match(req, fp)
 		}
 	}
-	return nil
+	return nil, nil, nil
 }
 
 // snapshot is the runtime state to verify against.
@@ -146,8 +170,10 @@ func (v *verifier) snapshot() *store.Snapshot {
 
 var emptyRuntime = &store.Snapshot{}
 
-// denied checks every certificate of the presented chain against the deny
-// list, so that denying a compromised intermediate refuses what it issued.
+// denied checks every certificate the client presented against the deny
+// list, whether or not it is on a verified chain, so that denying a
+// certificate refuses whoever sends it. (Verified chains are checked too:
+// see verify.)
 func (v *verifier) denied(snap *store.Snapshot, certs []*x509.Certificate, fp store.Fingerprint) (verdict, bool) {
 	if d, ok := snap.Deny[fp]; ok {
 		return verdict{reason: reasonDenied, detail: denyDetail("certificate", d)}, true
@@ -167,24 +193,27 @@ func denyDetail(what string, d store.DenyRecord) string {
 	return what + " is on the deny list: " + d.Reason
 }
 
-// verifyChain verifies leaf to pool through the presented intermediates and
-// returns the verified chain, leaf to root.
-func verifyChain(pool *x509.CertPool, leaf *x509.Certificate, intermediates []*x509.Certificate, now time.Time) ([]*x509.Certificate, reason, string) {
-	chains, err := pathverify.Client(leaf, pool, intermediates, now)
-	if err == nil {
-		return chains[0], "", ""
+// chainFailure is the reason and detail of a chain that did not verify
+// (to the pool or to an allow list's CA entries).
+func chainFailure(snap *store.Snapshot, err error) (reason, string) {
+	var denied *pathverify.DeniedError
+	if errors.As(err, &denied) {
+		return reasonDenied, denyDetail("a certificate in the verified chain", snap.Deny[store.FingerprintOf(denied.Cert)])
+	}
+	if errors.Is(err, pathverify.ErrTooManyChecks) {
+		return reasonUntrusted, err.Error()
 	}
 	var inv x509.CertificateInvalidError
 	if errors.As(err, &inv) {
 		switch inv.Reason {
 		case x509.Expired:
-			return nil, reasonExpired, "a certificate in the chain is outside its validity window"
+			return reasonExpired, "a certificate in the chain is outside its validity window"
 		case x509.IncompatibleUsage:
-			return nil, reasonWrongUsage, "the chain does not allow clientAuth"
+			return reasonWrongUsage, "the chain does not allow clientAuth"
 		}
-		return nil, reasonUntrusted, fmt.Sprintf("chain rejected (x509 reason %d)", inv.Reason)
+		return reasonUntrusted, fmt.Sprintf("chain rejected (x509 reason %d)", inv.Reason)
 	}
-	return nil, reasonUntrusted, "chain does not verify to the trust pool"
+	return reasonUntrusted, "chain does not verify to the trust pool"
 }
 
 // clientAuthAllowed reports whether the certificate may be used for client

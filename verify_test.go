@@ -102,8 +102,8 @@ func TestIntermediateFastPathMatchesFullVerification(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			pool := x509.NewCertPool()
 			pool.AddCert(tt.ch.root)
-			v := &verifier{}
-			v.static.Store(&trustSet{pool: pool, inters: pathverify.NewIntermediates()})
+			v := &verifier{limits: pathverify.Limits{MaxChain: 8}}
+			v.static.Store(&trustSet{pool: pathverify.NewAnchors(pool, true)})
 			for i, leaf := range tt.ch.leaves {
 				inters := x509.NewCertPool()
 				inters.AddCert(tt.ch.inter)
@@ -128,8 +128,12 @@ func TestIntermediateRemembered(t *testing.T) {
 		resp := serve(t, h, request{headers: withChain(rfc9440(leaf), rfc9440(p.inter))})
 		require.Equal(t, 200, resp.status, name)
 	}
-	ts := h.verifier.static.Load()
-	require.Equal(t, 1, ts.inters.Len(), "one intermediate, verified once")
+	r, err := pathverify.NewRequest(p.inter.NewLeaf("gina").Cert, []*x509.Certificate{p.inter.Cert}, time.Now(), h.verifier.limits, nil)
+	require.NoError(t, err)
+	_, err = h.verifier.static.Load().pool.Verify(r)
+	require.NoError(t, err)
+	spent, _ := r.Checks()
+	require.Zero(t, spent, "the intermediate was verified once, and remembered")
 	// A leaf from another CA that merely presents the known intermediate
 	// is still refused.
 	assert.Equal(t, 401, serve(t, h, request{headers: withChain(rfc9440(p.mallory), rfc9440(p.inter))}).status)

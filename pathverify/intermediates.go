@@ -12,23 +12,36 @@ import (
 // maxIntermediates bounds the remembered intermediates of one Intermediates.
 const maxIntermediates = 1024
 
-// Intermediates remembers intermediates that verified to one trust pool, so
-// that a new leaf under a known intermediate costs one signature check
-// instead of a whole chain. It belongs to one pool: a reload of the pool
-// needs a new, empty one. Bounded (least recently used out first) and safe
-// for concurrent use.
+// Intermediates remembers intermediates that issued a verified leaf, with
+// the chain from each to an anchor, so that a new leaf under a known
+// intermediate costs one signature check instead of a whole chain (the
+// fast path). It belongs to one Anchors. Bounded (least recently used out
+// first) and safe for concurrent use.
+//
+// The fast path gives a verdict only where full verification, of this
+// request's certificates alone, gives the same: the remembered chain must
+// be made only of certificates this request presented (and the anchor),
+// hold no denied certificate, and have nothing the leaf could break that
+// the one check does not see (see fastPathOK); otherwise full verification
+// runs. It never refuses: a failure here falls through to full
+// verification, which names the reason.
 type Intermediates struct {
 	m *lru.Cache[[sha256.Size]byte, *interEntry]
 }
 
-// interEntry is one intermediate's verdict.
+// interEntry is one remembered intermediate.
 type interEntry struct {
 	// anchor holds just the intermediate, as the root of the leaf's
-	// verification; nil when the fast path does not apply (see fastPathOK).
+	// verification; nil when the fast path does not apply (fastPathOK).
 	anchor *x509.CertPool
-	// chain runs from the intermediate to a root of the pool.
-	chain   []*x509.Certificate
-	expires time.Time
+	// chain runs from the intermediate to an anchor.
+	chain []*x509.Certificate
+	// above are the fingerprints of chain[1:len-1]: the presented
+	// certificates above the intermediate, which a request must present
+	// too for the fast path to apply.
+	above [][sha256.Size]byte
+	// The window in which every certificate of chain is valid.
+	notBefore, notAfter time.Time
 }
 
 // NewIntermediates makes an empty Intermediates.
@@ -40,70 +53,91 @@ func NewIntermediates() *Intermediates {
 // Len is the number of intermediates remembered.
 func (in *Intermediates) Len() int { return in.m.Len() }
 
-// Verify verifies leaf for client authentication at now through the
-// presented intermediate that issued it, remembering that intermediate's
-// own path to pool. It returns the chain, leaf to root. ok is false when
-// this fast path does not apply or fails; the caller then verifies the
-// whole chain (with Client), which also names the reason of a failure.
-func (in *Intermediates) Verify(pool *x509.CertPool, leaf *x509.Certificate, presented []*x509.Certificate, now time.Time) (chain []*x509.Certificate, ok bool) {
-	if in == nil {
-		return nil, false
+// remember records the issuer of a verified chain (leaf first, anchor
+// last) when it is a presented intermediate.
+func (in *Intermediates) remember(chain []*x509.Certificate) {
+	if in == nil || len(chain) < 3 {
+		return // nil, or the leaf's issuer is the anchor itself
 	}
-	issuer := findIssuer(leaf, presented)
-	if issuer == nil {
-		return nil, false
+	fp := sha256.Sum256(chain[1].Raw)
+	upper := chain[1:]
+	if e, ok := in.m.Peek(fp); ok && sameChain(e.chain, upper) {
+		return
 	}
-	fp := sha256.Sum256(issuer.Raw)
-	e, _ := in.m.Get(fp)
-	if e == nil || !now.Before(e.expires) {
-		if e = newInterEntry(pool, issuer, presented, now); e == nil {
-			return nil, false
+	e := &interEntry{chain: upper, notBefore: upper[0].NotBefore, notAfter: NotAfter(upper)}
+	for _, c := range upper[1:] {
+		if c.NotBefore.After(e.notBefore) {
+			e.notBefore = c.NotBefore
 		}
-		in.m.Add(fp, e)
 	}
-	if e.anchor == nil {
-		return nil, false
+	for _, c := range upper[1 : len(upper)-1] {
+		e.above = append(e.above, sha256.Sum256(c.Raw))
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots:       e.anchor,
-		CurrentTime: now,
-		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}); err != nil {
-		return nil, false // let the full verification name the reason
+	if fastPathOK(upper) {
+		e.anchor = x509.NewCertPool()
+		e.anchor.AddCert(upper[0])
 	}
-	return append([]*x509.Certificate{leaf}, e.chain...), true
+	in.m.Add(fp, e)
 }
 
-// findIssuer is the presented certificate named as leaf's issuer.
-func findIssuer(leaf *x509.Certificate, presented []*x509.Certificate) *x509.Certificate {
-	for _, c := range presented {
-		if !bytes.Equal(c.RawSubject, leaf.RawIssuer) {
+func sameChain(a, b []*x509.Certificate) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] && !bytes.Equal(a[i].Raw, b[i].Raw) {
+			return false
+		}
+	}
+	return true
+}
+
+// fastPath verifies r's leaf through a remembered intermediate that r
+// presents as its issuer, and returns the chain, leaf to anchor; nil when
+// the fast path does not apply or fails. A chain usable refuses (the deny
+// list) is left to full verification, which decides among all chains.
+func (in *Intermediates) fastPath(r *Request, usable func(*Request, []*x509.Certificate) *x509.Certificate) []*x509.Certificate {
+	if in == nil || hasPolicyConstraints(r.leaf) {
+		// A leaf's own requireExplicitPolicy makes the whole chain's
+		// policies matter, which the one check does not see.
+		return nil
+	}
+	for _, c := range r.cands {
+		if !bytes.Equal(c.cert.RawSubject, r.leaf.RawIssuer) {
 			continue
 		}
-		if len(leaf.AuthorityKeyId) > 0 && len(c.SubjectKeyId) > 0 && !bytes.Equal(leaf.AuthorityKeyId, c.SubjectKeyId) {
+		e, _ := in.m.Get(c.fingerprint())
+		if e == nil || e.anchor == nil || r.now.Before(e.notBefore) || r.now.After(e.notAfter) || !r.presentsAll(e.above) {
 			continue
 		}
-		return c
+		chain := append([]*x509.Certificate{r.leaf}, e.chain...)
+		if usable(r, chain) != nil {
+			continue
+		}
+		if _, err := r.leaf.Verify(x509.VerifyOptions{
+			Roots:       e.anchor,
+			CurrentTime: r.now,
+			KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}); err != nil {
+			continue
+		}
+		return chain
 	}
 	return nil
 }
 
-// newInterEntry verifies issuer to pool. It returns nil when issuer does
-// not verify (the full verification then reports why, and nothing is
-// remembered), and an entry without anchor when the chain has properties
-// that split verification would not enforce.
-func newInterEntry(pool *x509.CertPool, issuer *x509.Certificate, presented []*x509.Certificate, now time.Time) *interEntry {
-	chains, err := Client(issuer, pool, presented, now)
-	if err != nil {
-		return nil
+// presentsAll reports whether r presents every certificate of fps.
+func (r *Request) presentsAll(fps [][sha256.Size]byte) bool {
+next:
+	for _, fp := range fps {
+		for _, c := range r.cands {
+			if c.fingerprint() == fp {
+				continue next
+			}
+		}
+		return false
 	}
-	chain := chains[0]
-	e := &interEntry{chain: chain, expires: NotAfter(chain)}
-	if fastPathOK(chain) {
-		e.anchor = x509.NewCertPool()
-		e.anchor.AddCert(issuer)
-	}
-	return e
+	return true
 }
 
 // fastPathOK reports whether verifying a leaf against chain[0] alone (as a
@@ -113,7 +147,11 @@ func newInterEntry(pool *x509.CertPool, issuer *x509.Certificate, presented []*x
 //   - chain[0] to be a CA allowed to sign certificates;
 //   - no path length limit above it that one more intermediate would break;
 //   - no name constraints above it (they would apply to the leaf's names);
-//   - no policy constraints or mappings anywhere in the chain.
+//   - no policy constraints or mappings anywhere in the chain (and none in
+//     the leaf, checked in fastPath): then policy validation cannot fail.
+//
+// Validity and extended key usage are per certificate: those of chain
+// were checked when it verified, and its validity window is kept with it.
 func fastPathOK(chain []*x509.Certificate) bool {
 	issuer := chain[0]
 	if !issuer.BasicConstraintsValid || !issuer.IsCA {

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -44,13 +45,16 @@ type Entry struct {
 func (e *Entry) IsCA() bool { return e.Cert.BasicConstraintsValid && e.Cert.IsCA }
 
 // AllowList indexes entries by fingerprint and alias, and keeps the CA
-// entries as a pool to build chains to. It is immutable and safe for
-// concurrent use.
+// entries as trust anchors to build chains to. It is immutable and safe
+// for concurrent use.
 type AllowList struct {
 	entries       []*Entry
 	byFingerprint map[Fingerprint]*Entry
 	byAlias       map[string]*Entry
-	cas           *x509.CertPool // nil when no entry is a CA
+	// cas are the CA entries as anchors, with what was learnt about
+	// presented certificates against them; nil when no entry is a CA.
+	// A new list (any change) starts them afresh.
+	cas *pathverify.Anchors
 }
 
 // NewAllowList indexes entries. Aliases must be unique and a certificate may
@@ -61,6 +65,7 @@ func NewAllowList(entries []*Entry) (*AllowList, error) {
 		byFingerprint: make(map[Fingerprint]*Entry, len(entries)),
 		byAlias:       make(map[string]*Entry, len(entries)),
 	}
+	var cas *x509.CertPool
 	for _, e := range entries {
 		if e.Alias == "" {
 			return nil, fmt.Errorf("certificate from %s has no alias", e.Source)
@@ -75,11 +80,15 @@ func NewAllowList(entries []*Entry) (*AllowList, error) {
 		l.byAlias[e.Alias] = e
 		l.byFingerprint[e.Fingerprint] = e
 		if e.IsCA() {
-			if l.cas == nil {
-				l.cas = x509.NewCertPool()
+			if cas == nil {
+				cas = x509.NewCertPool()
 			}
-			l.cas.AddCert(e.Cert)
+			cas.AddCert(e.Cert)
 		}
+	}
+	if cas != nil {
+		// No fast path: Match chooses among all verified chains.
+		l.cas = pathverify.NewAnchors(cas, false)
 	}
 	return l, nil
 }
@@ -93,35 +102,50 @@ func (l *AllowList) Entries() []*Entry { return l.entries }
 // Lookup finds an entry by the fingerprint of its certificate.
 func (l *AllowList) Lookup(fp Fingerprint) *Entry { return l.byFingerprint[fp] }
 
-// Match returns the entry that admits a client presenting leaf (with its
-// fingerprint fp) and intermediates, or nil. A leaf pinned as itself wins
-// over a CA that issued it. A CA entry admits a leaf when a chain from the
-// leaf, through the presented intermediates, verifies to that CA at now for
-// client authentication; the signatures are checked, so a certificate that
-// merely names the CA as its issuer is not admitted.
-func (l *AllowList) Match(leaf *x509.Certificate, fp Fingerprint, intermediates []*x509.Certificate, now time.Time) *Entry {
+// Match returns the entry that admits the request's leaf (whose
+// fingerprint is fp), and the chain the admission rests on: the leaf alone
+// for a pinned certificate, else the verified path from the leaf to the CA
+// entry's certificate (leaf first, each certificate followed by its
+// issuer). A leaf pinned as itself wins over a CA that issued it. A CA
+// entry admits a leaf when a chain from the leaf, through the presented
+// intermediates, verifies to that CA at the request's time for client
+// authentication (at the request's bounded cost, see pathverify); the
+// signatures are checked, so a certificate that merely names the CA as its
+// issuer is not admitted. Of several CA entries, the one closest to the
+// leaf wins. A chain holding a certificate the request denies (the CA
+// entry's own included) admits nothing; when every chain that would admit
+// the leaf holds one, the error is a *pathverify.DeniedError.
+// pathverify.ErrTooManyChecks is returned when the request's budget runs
+// out. Otherwise a leaf no entry admits gives nil and no error.
+func (l *AllowList) Match(r *pathverify.Request, fp Fingerprint) (*Entry, []*x509.Certificate, error) {
+	leaf := r.Leaf()
 	if e := l.byFingerprint[fp]; e != nil {
-		return e
+		return e, []*x509.Certificate{leaf}, nil
 	}
 	if l.cas == nil {
-		return nil
+		return nil, nil, nil
 	}
-	chains, err := pathverify.Client(leaf, l.cas, intermediates, now)
-	if err != nil {
-		return nil
+	chains, err := l.cas.Verify(r)
+	var denied *pathverify.DeniedError
+	switch {
+	case errors.As(err, &denied), errors.Is(err, pathverify.ErrTooManyChecks):
+		return nil, nil, err
+	case err != nil:
+		return nil, nil, nil // no chain to a CA entry: not admitted
 	}
 	// The most specific anchor: the CA closest to the leaf over all chains.
 	var best *Entry
+	var bestChain []*x509.Certificate
 	bestDepth := -1
 	for _, chain := range chains {
 		for depth, c := range chain[1:] {
 			if e := l.byFingerprint[FingerprintOf(c)]; e != nil && e.IsCA() {
 				if best == nil || depth < bestDepth {
-					best, bestDepth = e, depth
+					best, bestDepth, bestChain = e, depth, chain[:depth+2]
 				}
 				break
 			}
 		}
 	}
-	return best
+	return best, bestChain, nil
 }

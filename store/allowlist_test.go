@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mtlsauth/caddy-mtls-auth/internal/testpki"
+	"github.com/mtlsauth/caddy-mtls-auth/pathverify"
 )
 
 func TestAllowListMatch(t *testing.T) {
@@ -42,15 +43,56 @@ func TestAllowListMatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := list.Match(tt.leaf.Cert, FingerprintOf(tt.leaf.Cert), tt.chain, now)
+			r, err := pathverify.NewRequest(tt.leaf.Cert, tt.chain, now, pathverify.Limits{MaxChain: 8}, nil)
+			require.NoError(t, err)
+			e, path, err := list.Match(r, FingerprintOf(tt.leaf.Cert))
+			require.NoError(t, err)
 			if tt.want == "" {
 				assert.Nil(t, e)
 				return
 			}
 			require.NotNil(t, e)
 			assert.Equal(t, tt.want, e.Alias)
+			assert.Same(t, tt.leaf.Cert, path[0])
+			assert.Same(t, e.Cert, path[len(path)-1], "the chain ends at the entry that admits the leaf")
 		})
 	}
+}
+
+// The deny list reaches the CA entry that would admit a leaf: a chain
+// through a denied certificate admits nothing, and a denied CA entry
+// gives way to another that admits the leaf without it.
+func TestAllowListMatchDenied(t *testing.T) {
+	t.Parallel()
+	root := testpki.NewRoot("root")
+	inter := root.NewIntermediate("inter")
+	leaf := inter.NewLeaf("leaf")
+	list, err := NewAllowList([]*Entry{{Alias: "inter-ca", Cert: inter.Cert}, {Alias: "root-ca", Cert: root.Cert}})
+	require.NoError(t, err)
+	match := func(denied ...*testpki.Cert) (*Entry, error) {
+		r, err := pathverify.NewRequest(leaf.Cert, []*x509.Certificate{inter.Cert}, time.Now(), pathverify.Limits{MaxChain: 8}, func(c *x509.Certificate) bool {
+			for _, d := range denied {
+				if d.Cert.Equal(c) {
+					return true
+				}
+			}
+			return false
+		})
+		require.NoError(t, err)
+		e, _, err := list.Match(r, FingerprintOf(leaf.Cert))
+		return e, err
+	}
+	e, err := match()
+	require.NoError(t, err)
+	assert.Equal(t, "inter-ca", e.Alias)
+
+	_, err = match(inter)
+	var de *pathverify.DeniedError
+	require.ErrorAs(t, err, &de, "every chain to a CA entry holds the denied intermediate")
+	assert.Same(t, inter.Cert, de.Cert)
+
+	_, err = match(root)
+	require.ErrorAs(t, err, &de, "every chain holds the root: the one to inter-ca ends at inter, but inter-ca's is the closest")
 }
 
 func TestAllowListErrors(t *testing.T) {

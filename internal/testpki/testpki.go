@@ -57,6 +57,8 @@ type options struct {
 	crlURLs             []string
 	ocspURLs            []string
 	org                 string
+	modify              []func(*x509.Certificate)
+	publicKey           crypto.PublicKey
 }
 
 // Option changes one property of a certificate to be made.
@@ -132,6 +134,47 @@ func OCSPServers(urls ...string) Option { return func(o *options) { o.ocspURLs =
 // Organization sets the subject's O attribute.
 func Organization(org string) Option { return func(o *options) { o.org = org } }
 
+// Modify changes the certificate's template before it is signed, for
+// properties no other option sets (constraints, policies, extensions).
+// Several Modify options apply in order.
+func Modify(f func(tmpl *x509.Certificate)) Option {
+	return func(o *options) { o.modify = append(o.modify, f) }
+}
+
+// Policies sets the certificate policies, as dotted OIDs.
+func Policies(oids ...string) Option {
+	return Modify(func(tmpl *x509.Certificate) {
+		for _, s := range oids {
+			oid, err := x509.ParseOID(s)
+			if err != nil {
+				panic(err)
+			}
+			tmpl.Policies = append(tmpl.Policies, oid)
+		}
+	})
+}
+
+// RequireExplicitPolicy adds a policy constraints extension whose
+// requireExplicitPolicy is skip (0: every certificate from this one's
+// subject on must carry an acceptable policy). crypto/x509 parses it but
+// does not write it.
+func RequireExplicitPolicy(skip int) Option {
+	if skip < 0 || skip > 127 {
+		panic("testpki: RequireExplicitPolicy takes 0..127")
+	}
+	// PolicyConstraints ::= SEQUENCE { requireExplicitPolicy [0] IMPLICIT INTEGER }
+	value := []byte{0x30, 0x03, 0x80, 0x01, byte(skip)}
+	return Modify(func(tmpl *x509.Certificate) {
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: []int{2, 5, 29, 36}, Critical: true, Value: value})
+	})
+}
+
+// PublicKey makes the certificate carry pub as its subject key, with no
+// private key (Cert.Key stays nil; the certificate can sign nothing). It
+// makes certificates with keys that are slow or impossible to generate,
+// such as an oversized RSA modulus.
+func PublicKey(pub crypto.PublicKey) Option { return func(o *options) { o.publicKey = pub } }
+
 func newOptions(opts []Option) *options {
 	o := &options{
 		notBefore: time.Now().Add(-time.Hour),
@@ -174,13 +217,13 @@ func NewRoot(cn string, opts ...Option) *Cert {
 		o.notAfter = time.Now().Add(10 * 24 * time.Hour)
 	}
 	tmpl := caTemplate(cn, o)
-	return sign(tmpl, nil, newKey(o.keyType))
+	return sign(tmpl, nil, newKey(o.keyType), o)
 }
 
 // NewIntermediate makes a CA certificate signed by c.
 func (c *Cert) NewIntermediate(cn string, opts ...Option) *Cert {
 	o := newOptions(opts)
-	return sign(caTemplate(cn, o), c, newKey(o.keyType))
+	return sign(caTemplate(cn, o), c, newKey(o.keyType), o)
 }
 
 // NewLeaf makes an end-entity certificate signed by c, with the clientAuth
@@ -208,7 +251,7 @@ func (c *Cert) NewLeaf(cn string, opts ...Option) *Cert {
 	default:
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
-	return sign(tmpl, c, newKey(o.keyType))
+	return sign(tmpl, c, newKey(o.keyType), o)
 }
 
 // NewSelfSigned makes a self-signed end-entity certificate (a client that
@@ -223,7 +266,22 @@ func NewSelfSigned(cn string, opts ...Option) *Cert {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	return sign(tmpl, nil, newKey(o.keyType))
+	return sign(tmpl, nil, newKey(o.keyType), o)
+}
+
+// Forge makes what an attacker can make of c without its key: a CA
+// certificate naming c as its issuer (c's subject, and c's key identifier
+// as its authority key identifier), signed with a key of the attacker's.
+// Path validation must refuse it: its signature does not verify under c's
+// key.
+func (c *Cert) Forge(cn string, opts ...Option) *Cert {
+	o := newOptions(opts)
+	tmpl := caTemplate(cn, o)
+	tmpl.AuthorityKeyId = c.Cert.SubjectKeyId
+	fakeIssuer := &Cert{Cert: &x509.Certificate{
+		Subject: c.Cert.Subject, RawSubject: c.Cert.RawSubject, SubjectKeyId: c.Cert.SubjectKeyId,
+	}, Key: newKey(ECDSAP256)}
+	return sign(tmpl, fakeIssuer, newKey(o.keyType), o)
 }
 
 func name(cn string, o *options) pkix.Name {
@@ -248,13 +306,23 @@ func caTemplate(cn string, o *options) *x509.Certificate {
 	}
 }
 
-// sign signs tmpl with issuer (self-signed when issuer is nil).
-func sign(tmpl *x509.Certificate, issuer *Cert, key crypto.Signer) *Cert {
+// sign signs tmpl with issuer (self-signed when issuer is nil), after
+// the options' modifications; with the PublicKey option the certificate
+// carries that key and key is only used to sign it.
+func sign(tmpl *x509.Certificate, issuer *Cert, key crypto.Signer, o *options) *Cert {
+	for _, f := range o.modify {
+		f(tmpl)
+	}
 	parent, signer := tmpl, key
 	if issuer != nil {
 		parent, signer = issuer.Cert, issuer.Key
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
+	pub := key.Public()
+	if o.publicKey != nil {
+		pub = o.publicKey
+		key = nil
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
 	if err != nil {
 		panic(err)
 	}
@@ -262,7 +330,28 @@ func sign(tmpl *x509.Certificate, issuer *Cert, key crypto.Signer) *Cert {
 	if err != nil {
 		panic(err)
 	}
-	return &Cert{Cert: cert, Key: key, Issuer: issuer}
+	c := &Cert{Cert: cert, Issuer: issuer}
+	if key != nil {
+		c.Key = key
+	}
+	return c
+}
+
+// CrossSigned re-issues c (its subject and its key, a new serial) under
+// issuer: a cross-signed CA certificate.
+func (c *Cert) CrossSigned(issuer *Cert) *Cert {
+	tmpl := *c.Cert
+	tmpl.AuthorityKeyId = nil
+	tmpl.SerialNumber = newOptions(nil).serial
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, issuer.Cert, c.Cert.PublicKey, issuer.Key)
+	if err != nil {
+		panic(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic(err)
+	}
+	return &Cert{Cert: cert, Key: c.Key, Issuer: issuer}
 }
 
 // DER is the certificate's DER encoding.
