@@ -1,10 +1,12 @@
 package mtlsauth
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
@@ -132,12 +134,93 @@ func TestIntermediateRemembered(t *testing.T) {
 	require.NoError(t, err)
 	_, err = h.verifier.static.Load().pool.Verify(r)
 	require.NoError(t, err)
-	spent, _ := r.Checks()
-	require.Zero(t, spent, "the intermediate was verified once, and remembered")
+	_, _, performed := r.Checks()
+	require.Zero(t, performed, "the intermediate was verified once, and remembered")
 	// A leaf from another CA that merely presents the known intermediate
 	// is still refused.
 	assert.Equal(t, 401, serve(t, h, request{headers: withChain(rfc9440(p.mallory), rfc9440(p.inter))}).status)
 	// A forged intermediate with the same name is not the remembered one.
 	forged := testpki.NewRoot("Test Intermediate CA")
 	assert.Equal(t, 401, serve(t, h, request{headers: withChain(rfc9440(forged.NewLeaf("x")), rfc9440(forged))}).status)
+}
+
+// The deny list reaches what the client does not send: an intermediate
+// or root of the trust pool, and the CA entry that admits the leaf.
+func TestDenyReachesTheVerifiedChain(t *testing.T) {
+	p := newPKI(t)
+	app := newTestApp(t)
+	bundle := p.write(t, "bundle.pem", append(p.root.PEM(), p.inter.PEM()...))
+	pool := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(bundle), app: app}
+	require.NoError(t, provision(t, pool))
+	caEntry := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, Allow: []AllowEntry{{Alias: "inter-ca", File: p.interFile}}, app: app}
+	require.NoError(t, provision(t, caEntry))
+	ctx := context.Background()
+	carol := request{headers: header(rfc9440(p.carol))} // the leaf alone
+	require.Equal(t, 200, serve(t, pool, carol).status)
+	resp := serve(t, caEntry, carol)
+	require.Equal(t, 200, resp.status)
+	require.Equal(t, "inter-ca", resp.ph("http.mtls.alias"))
+
+	for _, denied := range []*testpki.Cert{p.inter, p.root} {
+		_, err := app.runtime.Deny(ctx, store.DenyRecord{Fingerprint: denied.Fingerprint(), Reason: "compromised"})
+		require.NoError(t, err)
+		for name, h := range map[string]*Handler{"pool": pool, "CA entry": caEntry} {
+			if h == caEntry && denied == p.root {
+				continue // the root is no CA entry: the entry vouches alone
+			}
+			resp := serve(t, h, carol)
+			assert.Equal(t, 403, resp.status, "%s, %s denied", name, denied.Cert.Subject.CommonName)
+			assert.Equal(t, "denied", resp.ph("http.mtls.error"))
+			assert.ErrorContains(t, resp.err, "a certificate in the verified chain is on the deny list: compromised")
+		}
+		require.NoError(t, app.runtime.Undeny(ctx, denied.Fingerprint()))
+		require.Equal(t, 200, serve(t, pool, carol).status, "undenied")
+	}
+}
+
+// Issue 15's limits, through the handler.
+func TestChainCostLimits(t *testing.T) {
+	p := newPKI(t)
+	h := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile), CacheSize: -1}
+	require.NoError(t, provision(t, h))
+	tlsH := &Handler{Source: "tls", TrustPoolRaw: trustPool(p.rootFile), CacheSize: -1}
+	require.NoError(t, provision(t, tlsH))
+	hugeKey := func(bits int) *rsa.PublicKey {
+		n := new(big.Int).Lsh(big.NewInt(1), uint(bits-1))
+		return &rsa.PublicKey{N: n.Add(n, big.NewInt(3)), E: 65537}
+	}
+
+	// A key over the limit, leaf or chain: refused before any signature
+	// work.
+	hugeLeaf := p.root.NewLeaf("huge", testpki.PublicKey(hugeKey(8200)))
+	resp := serve(t, h, request{headers: header(rfc9440(hugeLeaf))})
+	assert.Equal(t, "malformed", resp.ph("http.mtls.error"))
+	assert.ErrorContains(t, resp.err, "RSA key of 8200 bits, over the limit of 8192 bits")
+	hugeInter := p.root.Forge("Test Intermediate CA", testpki.PublicKey(hugeKey(15360)))
+	resp = serve(t, h, request{headers: withChain(rfc9440(p.carol), rfc9440(hugeInter), rfc9440(p.inter))})
+	assert.Equal(t, "malformed", resp.ph("http.mtls.error"))
+	assert.ErrorContains(t, resp.err, "chain certificate 2: RSA key of 15360 bits")
+
+	// Forged "intermediates" beyond the failed-check budget: untrusted,
+	// even though the real intermediate is there too.
+	var chain []string
+	for range 4 {
+		chain = append(chain, rfc9440(p.root.Forge("Test Intermediate CA")))
+	}
+	chain = append(chain, rfc9440(p.inter))
+	resp = serve(t, h, request{headers: withChain(rfc9440(p.carol), chain...)})
+	assert.Equal(t, "untrusted", resp.ph("http.mtls.error"))
+	assert.ErrorContains(t, resp.err, "too many signature checks")
+	// Three forged ones fit; the real intermediate verifies the leaf.
+	resp = serve(t, h, request{headers: withChain(rfc9440(p.inter.NewLeaf("dave")), chain[1:]...)})
+	assert.Equal(t, 200, resp.status, "%v", resp.err)
+
+	// max_chain applies to the connection's chain too.
+	long := []*x509.Certificate{p.carol.Cert}
+	for range 8 {
+		long = append(long, p.inter.Cert)
+	}
+	resp = serve(t, tlsH, request{tlsPeerCerts: long})
+	assert.Equal(t, "too_large", resp.ph("http.mtls.error"))
+	assert.Equal(t, 200, serve(t, tlsH, request{tlsPeerCerts: long[:8]}).status, "8 certificates, duplicates dropped")
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
+	"slices"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -19,11 +20,11 @@ const maxIntermediates = 1024
 // first) and safe for concurrent use.
 //
 // The fast path gives a verdict only where full verification, of this
-// request's certificates alone, gives the same: the remembered chain must
-// be made only of certificates this request presented (and the anchor),
-// hold no denied certificate, and have nothing the leaf could break that
-// the one check does not see (see fastPathOK); otherwise full verification
-// runs. It never refuses: a failure here falls through to full
+// request's certificates alone, gives the same: the request must present
+// the remembered chain and nothing else that could be on a path (the
+// anchor aside), the chain must hold no denied certificate, and have
+// nothing the leaf could break that the one check does not see (see
+// fastPathOK); otherwise full verification runs. It never refuses: a failure here falls through to full
 // verification, which names the reason.
 type Intermediates struct {
 	m *lru.Cache[[sha256.Size]byte, *interEntry]
@@ -36,10 +37,10 @@ type interEntry struct {
 	anchor *x509.CertPool
 	// chain runs from the intermediate to an anchor.
 	chain []*x509.Certificate
-	// above are the fingerprints of chain[1:len-1]: the presented
-	// certificates above the intermediate, which a request must present
-	// too for the fast path to apply.
-	above [][sha256.Size]byte
+	// fps are the fingerprints of chain. A request must present every one
+	// but the last (the anchor), and nothing else that could be on a path
+	// (it may present the anchor), for the fast path to apply.
+	fps [][sha256.Size]byte
 	// The window in which every certificate of chain is valid.
 	notBefore, notAfter time.Time
 }
@@ -70,8 +71,8 @@ func (in *Intermediates) remember(chain []*x509.Certificate) {
 			e.notBefore = c.NotBefore
 		}
 	}
-	for _, c := range upper[1 : len(upper)-1] {
-		e.above = append(e.above, sha256.Sum256(c.Raw))
+	for _, c := range upper {
+		e.fps = append(e.fps, sha256.Sum256(c.Raw))
 	}
 	if fastPathOK(upper) {
 		e.anchor = x509.NewCertPool()
@@ -107,7 +108,7 @@ func (in *Intermediates) fastPath(r *Request, usable func(*Request, []*x509.Cert
 			continue
 		}
 		e, _ := in.m.Get(c.fingerprint())
-		if e == nil || e.anchor == nil || r.now.Before(e.notBefore) || r.now.After(e.notAfter) || !r.presentsAll(e.above) {
+		if e == nil || e.anchor == nil || r.now.Before(e.notBefore) || r.now.After(e.notAfter) || !r.presentsExactly(e.fps) {
 			continue
 		}
 		chain := append([]*x509.Certificate{r.leaf}, e.chain...)
@@ -126,16 +127,26 @@ func (in *Intermediates) fastPath(r *Request, usable func(*Request, []*x509.Cert
 	return nil
 }
 
-// presentsAll reports whether r presents every certificate of fps.
-func (r *Request) presentsAll(fps [][sha256.Size]byte) bool {
-next:
-	for _, fp := range fps {
-		for _, c := range r.cands {
-			if c.fingerprint() == fp {
-				continue next
-			}
-		}
+// presentsExactly reports whether the request's candidates are the
+// certificates of a remembered chain (fps, anchor last): all of them but
+// the anchor, and the anchor or nothing else. Full verification of such a
+// request finds that chain among its candidates, and fits the limits
+// that the request which verified it fitted; with any other candidate it
+// could spend more, and only full verification knows.
+func (r *Request) presentsExactly(fps [][sha256.Size]byte) bool {
+	n := len(fps) - 1 // without the anchor
+	if len(r.cands) < n || len(r.cands) > n+1 {
 		return false
+	}
+	for _, c := range r.cands {
+		if !slices.Contains(fps, c.fingerprint()) {
+			return false
+		}
+	}
+	for _, fp := range fps[:n] {
+		if !slices.ContainsFunc(r.cands, func(c *candidate) bool { return c.fingerprint() == fp }) {
+			return false
+		}
 	}
 	return true
 }

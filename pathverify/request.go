@@ -61,8 +61,10 @@ type Request struct {
 	now    time.Time
 	denied func(*x509.Certificate) bool
 	limits Limits
-	checks int // signature checks spent
+	checks int // signature checks charged (made, or remembered)
 	failed int // of which failed
+	// performed counts the signature checks actually made.
+	performed int
 }
 
 // candidate is a presented certificate that may be an intermediate.
@@ -150,9 +152,11 @@ func isDuplicate(leaf *x509.Certificate, all []*x509.Certificate, kept []bool, c
 // Leaf is the request's leaf.
 func (r *Request) Leaf() *x509.Certificate { return r.leaf }
 
-// Checks reports the signature checks this request has spent so far, and
-// how many of them failed.
-func (r *Request) Checks() (spent, failed int) { return r.checks, r.failed }
+// Checks reports the signature checks charged to this request so far (a
+// remembered answer is charged as the check it saves, so that limits
+// never depend on what other requests left behind), how many of them
+// failed, and how many were actually made.
+func (r *Request) Checks() (charged, failed, performed int) { return r.checks, r.failed, r.performed }
 
 // reserve accounts for n signature checks about to be made, or returns
 // ErrTooManyChecks (and nothing is spent) when they would break a limit,

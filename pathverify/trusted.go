@@ -22,7 +22,7 @@ var anchorParent [sha256.Size]byte
 // anchors vouch for: those whose signature verifies under an anchor's key,
 // or under the key of a candidate so vouched for, found top-down. Every
 // signature it checks is made with an anchor's key or a vouched-for key,
-// never with a key only the client vouches for; each is spent from r's
+// never with a key only the client vouches for; each is charged to r's
 // budget, and remembered, so that the same certificates sent again cost
 // lookups. A candidate left out can be on no valid path: path validation
 // checks each certificate's signature under its issuer's key, from the
@@ -88,39 +88,41 @@ func (a *Anchors) anchored(r *Request, c *candidate) (bool, error) {
 			return false, nil // no anchor of that name: nothing to check
 		}
 	}
-	key := edgeKey{child: c.fingerprint(), parent: anchorParent}
-	if ok, known := a.edges.Get(key); known {
-		return ok, nil
-	}
-	if err := r.reserve(checks); err != nil {
-		return false, err
-	}
-	ok := anchorSigned(a.pool, c.cert, r.now)
-	if ok {
-		r.fail(checks - 1) // at most the others of that name failed
-	} else {
-		r.fail(checks)
-	}
-	a.edges.Add(key, ok)
-	return ok, nil
+	return a.fact(r, edgeKey{child: c.fingerprint(), parent: anchorParent}, checks, func() bool {
+		return anchorSigned(a.pool, c.cert, r.now)
+	})
 }
 
 // signedBy reports whether c's signature verifies under p's key (p being
 // vouched for), as path validation checks it: p must be allowed to sign
 // certificates.
 func (a *Anchors) signedBy(r *Request, c, p *candidate) (bool, error) {
-	key := edgeKey{child: c.fingerprint(), parent: p.fingerprint()}
-	if ok, known := a.edges.Get(key); known {
-		return ok, nil
-	}
-	if err := r.reserve(1); err != nil {
+	return a.fact(r, edgeKey{child: c.fingerprint(), parent: p.fingerprint()}, 1, func() bool {
+		return c.cert.CheckSignatureFrom(p.cert) == nil
+	})
+}
+
+// fact establishes one signature fact that costs checks signature checks,
+// from memory or by check. It is charged to r's budget either way (a
+// failed fact as checks failures, a verified one as checks-1: at most the
+// others of that name failed), so that whether a request fits its limits
+// never depends on what was remembered from others; only the work is
+// saved.
+func (a *Anchors) fact(r *Request, key edgeKey, checks int, check func() bool) (bool, error) {
+	if err := r.reserve(checks); err != nil {
 		return false, err
 	}
-	ok := c.cert.CheckSignatureFrom(p.cert) == nil
-	if !ok {
-		r.fail(1)
+	ok, known := a.edges.Get(key)
+	if !known {
+		ok = check()
+		r.performed += checks
+		a.edges.Add(key, ok)
 	}
-	a.edges.Add(key, ok)
+	if ok {
+		r.fail(checks - 1)
+	} else {
+		r.fail(checks)
+	}
 	return ok, nil
 }
 

@@ -121,8 +121,8 @@ func TestVerdictIndependentOfOtherClients(t *testing.T) {
 	chains, err := a.Verify(r)
 	require.NoError(t, err)
 	assert.Equal(t, certsOf(other, i1, i2, root), chains[0])
-	spent, _ := r.Checks()
-	assert.Zero(t, spent, "no check spent on intermediates: the fast path")
+	charged, _, performed := r.Checks()
+	assert.Zero(t, charged+performed, "no check on intermediates: the fast path")
 }
 
 func TestForgedIntermediatesAreNeverVerifyingKeys(t *testing.T) {
@@ -139,8 +139,9 @@ func TestForgedIntermediatesAreNeverVerifyingKeys(t *testing.T) {
 	r := request(t, mallory, huge, inter)
 	_, err := a.Verify(r)
 	require.Error(t, err)
-	spent, failed := r.Checks()
-	assert.Equal(t, 2, spent, "one check of each presented certificate, under the root's key")
+	charged, failed, performed := r.Checks()
+	assert.Equal(t, 2, performed, "one check of each presented certificate, under the root's key")
+	assert.Equal(t, 2, charged)
 	assert.Equal(t, 1, failed, "the forged one")
 
 	// A self-signed one named like the intermediate: no anchor has its
@@ -150,8 +151,9 @@ func TestForgedIntermediatesAreNeverVerifyingKeys(t *testing.T) {
 	r = request(t, inter.NewLeaf("x"), self, inter)
 	_, err = a.Verify(r)
 	require.NoError(t, err)
-	spent, failed = r.Checks()
-	assert.Equal(t, 1, spent)
+	charged, failed, performed = r.Checks()
+	assert.Equal(t, 1, performed)
+	assert.Equal(t, 2, charged, "the remembered one is charged as the check it saves")
 	assert.Equal(t, 1, failed)
 }
 
@@ -187,16 +189,20 @@ func TestRememberedFailures(t *testing.T) {
 	r := request(t, leaf, forged, inter)
 	_, err := a.Verify(r)
 	require.NoError(t, err, "the real intermediate verifies the leaf")
-	spent, failed := r.Checks()
-	assert.Equal(t, 2, spent)
+	charged, failed, performed := r.Checks()
+	assert.Equal(t, 2, performed)
+	assert.Equal(t, 2, charged)
 	assert.Equal(t, 1, failed)
 
-	// Sent again, the forged one costs a lookup, and so does the real one.
+	// Sent again, the forged one costs a lookup, and so does the real one;
+	// both are charged as before, so the limits hold alike.
 	r = request(t, inter.NewLeaf("other"), forged, inter)
 	_, err = a.Verify(r)
 	require.NoError(t, err)
-	spent, _ = r.Checks()
-	assert.Zero(t, spent)
+	charged, failed, performed = r.Checks()
+	assert.Zero(t, performed)
+	assert.Equal(t, 2, charged)
+	assert.Equal(t, 1, failed)
 
 	// A remembered failure never turns into a success: the forged one
 	// alone still fails, and is never used.
@@ -208,8 +214,8 @@ func TestRememberedFailures(t *testing.T) {
 	r = request(t, inter.NewLeaf("third"), forged, inter)
 	_, err = NewAnchors(pool, true).Verify(r)
 	require.NoError(t, err)
-	spent, _ = r.Checks()
-	assert.Equal(t, 2, spent)
+	_, _, performed = r.Checks()
+	assert.Equal(t, 2, performed)
 }
 
 // A certificate refused alone is not remembered as refused once another
@@ -240,9 +246,17 @@ func TestCheckCap(t *testing.T) {
 	r := request(t, inter.NewLeaf("x"), forged...)
 	_, err := a.Verify(r)
 	require.ErrorIs(t, err, ErrTooManyChecks)
-	spent, failed := r.Checks()
+	charged, failed, performed := r.Checks()
 	assert.Equal(t, limits.MaxFailedChecks(), failed, "checks stop at the limit")
-	assert.Equal(t, limits.MaxFailedChecks(), spent)
+	assert.Equal(t, limits.MaxFailedChecks(), charged)
+	assert.Equal(t, limits.MaxFailedChecks(), performed)
+	// Sent again: refused alike (remembered answers are charged), for
+	// lookups only.
+	r = request(t, inter.NewLeaf("y"), forged...)
+	_, err = a.Verify(r)
+	require.ErrorIs(t, err, ErrTooManyChecks)
+	_, _, performed = r.Checks()
+	assert.Zero(t, performed)
 
 	// A legitimate chain of max_chain-1 intermediates fits.
 	c := root
@@ -254,8 +268,8 @@ func TestCheckCap(t *testing.T) {
 	r = request(t, c.NewLeaf("deep"), chain...)
 	_, err = NewAnchors(poolOf(root), true).Verify(r)
 	require.NoError(t, err)
-	spent, failed = r.Checks()
-	assert.Equal(t, limits.MaxChain-1, spent)
+	charged, failed, _ = r.Checks()
+	assert.Equal(t, limits.MaxChain-1, charged)
 	assert.Zero(t, failed)
 }
 
@@ -380,4 +394,31 @@ func TestCheckKeys(t *testing.T) {
 
 	atLimit := root.NewLeaf("at limit", testpki.PublicKey(hugeRSAKey(t, MaxRSABits)))
 	assert.NoError(t, CheckKeys([]*x509.Certificate{atLimit.Cert}))
+}
+
+// Whether a request fits its limits never depends on what other requests
+// left behind: the same request is refused by a warm Anchors (its real
+// intermediate remembered, the fast path ready) as by a fresh one.
+func TestLimitsIndependentOfMemory(t *testing.T) {
+	root := testpki.NewRoot("Root")
+	inter := root.NewIntermediate("Inter")
+	pool := poolOf(root)
+	warm := NewAnchors(pool, true)
+	for _, name := range []string{"a", "b"} {
+		_, err := warm.Verify(request(t, inter.NewLeaf(name), inter))
+		require.NoError(t, err)
+	}
+	var chain []*testpki.Cert
+	for range limits.MaxFailedChecks() {
+		chain = append(chain, root.Forge("Inter"))
+	}
+	chain = append(chain, inter)
+	leaf := inter.NewLeaf("c")
+	_, coldErr := NewAnchors(pool, true).Verify(request(t, leaf, chain...))
+	require.ErrorIs(t, coldErr, ErrTooManyChecks)
+	_, warmErr := warm.Verify(request(t, leaf, chain...))
+	assert.ErrorIs(t, warmErr, ErrTooManyChecks)
+	// and again, every answer now remembered
+	_, warmErr = warm.Verify(request(t, leaf, chain...))
+	assert.ErrorIs(t, warmErr, ErrTooManyChecks)
 }
