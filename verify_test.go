@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
@@ -185,33 +184,30 @@ func TestChainCostLimits(t *testing.T) {
 	require.NoError(t, provision(t, h))
 	tlsH := &Handler{Source: "tls", TrustPoolRaw: trustPool(p.rootFile), CacheSize: -1}
 	require.NoError(t, provision(t, tlsH))
-	hugeKey := func(bits int) *rsa.PublicKey {
-		n := new(big.Int).Lsh(big.NewInt(1), uint(bits-1))
-		return &rsa.PublicKey{N: n.Add(n, big.NewInt(3)), E: 65537}
-	}
 
 	// A key over the limit, leaf or chain: refused before any signature
 	// work.
-	hugeLeaf := p.root.NewLeaf("huge", testpki.PublicKey(hugeKey(8200)))
+	hugeLeaf := p.root.NewLeaf("huge", testpki.PublicKey(testpki.MadeUpRSAKey(8200)))
 	resp := serve(t, h, request{headers: header(rfc9440(hugeLeaf))})
 	assert.Equal(t, "malformed", resp.ph("http.mtls.error"))
 	assert.ErrorContains(t, resp.err, "RSA key of 8200 bits, over the limit of 8192 bits")
-	hugeInter := p.root.Forge("Test Intermediate CA", testpki.PublicKey(hugeKey(15360)))
+	hugeInter := p.root.Forge("Test Intermediate CA", testpki.PublicKey(testpki.MadeUpRSAKey(15360)))
 	resp = serve(t, h, request{headers: withChain(rfc9440(p.carol), rfc9440(hugeInter), rfc9440(p.inter))})
 	assert.Equal(t, "malformed", resp.ph("http.mtls.error"))
 	assert.ErrorContains(t, resp.err, "chain certificate 2: RSA key of 15360 bits")
 
-	// Forged "intermediates" beyond the failed-check budget: untrusted,
-	// even though the real intermediate is there too.
+	// As many forged "intermediates" as a request may fail checks on,
+	// sent before the real intermediate: checking that one too is over
+	// the budget (a check that may fail), so untrusted.
 	var chain []string
-	for range 4 {
+	for range h.verifier.limits.MaxFailedChecks() {
 		chain = append(chain, rfc9440(p.root.Forge("Test Intermediate CA")))
 	}
 	chain = append(chain, rfc9440(p.inter))
 	resp = serve(t, h, request{headers: withChain(rfc9440(p.carol), chain...)})
 	assert.Equal(t, "untrusted", resp.ph("http.mtls.error"))
 	assert.ErrorContains(t, resp.err, "too many signature checks")
-	// Three forged ones fit; the real intermediate verifies the leaf.
+	// One fewer fits; the real intermediate verifies the leaf.
 	resp = serve(t, h, request{headers: withChain(rfc9440(p.inter.NewLeaf("dave")), chain[1:]...)})
 	assert.Equal(t, 200, resp.status, "%v", resp.err)
 

@@ -11,6 +11,13 @@
 #   new_rsa        a different leaf on every request, RSA-2048 chain
 #                  (new_* rotate through 4000 certificates with cache_size 400:
 #                  every request decodes, verifies and inserts)
+#   forged         the worst chain a client holding no key can send within the
+#                  limits (max_chain 8): a forged leaf naming the ECDSA
+#                  intermediate, the intermediate, forged "intermediates" under
+#                  the root (as many as a request may fail checks on) and
+#                  certificates no path reaches, made-up keys of 8192 bits;
+#                  2100 of them rotating, so that no check is remembered. All
+#                  refused (non-2xx); its cost is compared with new_ecdsa's.
 #   nginx_plain    wrk -> nginx -> plain Caddy
 #   nginx_cached   wrk -> nginx (sets the certificate header) -> the plugin
 #
@@ -39,7 +46,7 @@ go run ./bench/gencerts -out "$work" -n 4000
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 declare -A port
-for c in plain cached new_ecdsa new_rsa junk nginx_plain nginx_cached admin; do port[$c]=$(free_port); done
+for c in plain cached new_ecdsa new_rsa forged junk nginx_plain nginx_cached admin; do port[$c]=$(free_port); done
 site() { # port ca cache_size
 	printf ':%s {\n\tmtls_auth {\n\t\ttrust_pool file %s\n\t\tprofile der_base64\n\t\theader X-Client-Cert\n\t\tchain_header X-Client-Chain\n\t\ttrusted_sources 127.0.0.1/32\n\t\tcache_size %s\n\t}\n\trespond "ok"\n}\n' "$1" "$2" "$3"
 }
@@ -49,6 +56,7 @@ site() { # port ca cache_size
 	site "${port[cached]}" "$work/ca-ecdsa.pem" 10000
 	site "${port[new_ecdsa]}" "$work/ca-ecdsa.pem" 400
 	site "${port[new_rsa]}" "$work/ca-rsa.pem" 400
+	site "${port[forged]}" "$work/ca-ecdsa.pem" 400
 	site "${port[junk]}" "$work/ca-ecdsa.pem" 10000
 } >"$work/Caddyfile"
 "$REPO_ROOT/bin/caddy" run --config "$work/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 &
@@ -95,8 +103,8 @@ for c in cached nginx_cached; do
 	[[ "$status" == 200 ]] || die "$c refused the benchmark certificate ($status); log: $work/caddy.log"
 done
 
-declare -A script=([plain]="$work/one-ecdsa.lua" [cached]="$work/one-ecdsa.lua" [new_ecdsa]="$work/many-ecdsa.lua" [new_rsa]="$work/many-rsa.lua" [nginx_plain]="" [nginx_cached]="")
-cases=(plain cached new_ecdsa new_rsa nginx_plain nginx_cached)
+declare -A script=([plain]="$work/one-ecdsa.lua" [cached]="$work/one-ecdsa.lua" [new_ecdsa]="$work/many-ecdsa.lua" [new_rsa]="$work/many-rsa.lua" [forged]="$work/forged-ecdsa.lua" [nginx_plain]="" [nginx_cached]="")
+cases=(plain cached new_ecdsa new_rsa forged nginx_plain nginx_cached)
 run() { # case -> "rps p50_ms p99_ms non2xx"
 	local out
 	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency ${script[$1]:+-s "${script[$1]}"} "http://127.0.0.1:${port[$1]}/")
@@ -128,6 +136,8 @@ for c in "${cases[@]}"; do
 		"$(awk -v a="$rps" -v b="$plain_rps" 'BEGIN {print a/b}')" "$(maxcol "$c" 4)"
 done
 echo "(median of $ROUNDS rounds of $DURATION, $CONNS connections, wrk -t$THREADS; ratio = req/s over plain Caddy's in the same run)"
+printf 'forged chain: %.2fx the cost of a new certificate (new_ecdsa req/s over forged req/s)\n' \
+	"$(awk -v a="$(col new_ecdsa 1)" -v b="$(col forged 1)" 'BEGIN {print a/b}')"
 
 # ---------------------------------------------------------------- junk flood
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$caddy_pid/status"; }

@@ -26,12 +26,14 @@ func (l Limits) maxChain() int { return max(1, l.MaxChain) }
 // several certificates share a name (a cross-signed or re-keyed CA).
 func (l Limits) MaxChecks() int { return 2 * l.maxChain() }
 
-// MaxFailedChecks is the most of those checks that may fail: half of
-// max_chain. A failed check is a certificate naming a trusted issuer whose
-// key did not sign it; a legitimate chain has at most one or two (a CA
-// re-keyed under the same name), while every check an attacker's forged
-// "intermediate" costs fails. It is what bounds the cost of forged chains.
-func (l Limits) MaxFailedChecks() int { return max(2, l.maxChain()/2) }
+// MaxFailedChecks is the most of those checks that may fail: a quarter of
+// max_chain, at least 2 (2 by default). A failed check is a certificate
+// naming a trusted issuer whose key did not sign it. A legitimate chain
+// fails one only where two CA certificates share a name but not a key (a
+// re-keyed root in the pool, an outdated root a client still sends),
+// while every check a forged "intermediate" costs fails: this is what
+// bounds the cost of chains a client makes up.
+func (l Limits) MaxFailedChecks() int { return max(2, l.maxChain()/4) }
 
 // ErrChainTooLong is returned by NewRequest when the chain holds more
 // certificates than MaxChain.

@@ -103,11 +103,12 @@ func (a *Anchors) signedBy(r *Request, c, p *candidate) (bool, error) {
 }
 
 // fact establishes one signature fact that costs checks signature checks,
-// from memory or by check. It is charged to r's budget either way (a
-// failed fact as checks failures, a verified one as checks-1: at most the
-// others of that name failed), so that whether a request fits its limits
-// never depends on what was remembered from others; only the work is
-// saved.
+// from memory or by check. It is charged to r's budget either way (and a
+// failed one as checks failures), so that whether a request fits its
+// limits never depends on what was remembered from others; only the work
+// is saved. A fact that holds is not charged as a failure even where
+// another anchor of the same name failed: only genuine certificates
+// verify, and those are remembered.
 func (a *Anchors) fact(r *Request, key edgeKey, checks int, check func() bool) (bool, error) {
 	if err := r.reserve(checks); err != nil {
 		return false, err
@@ -118,9 +119,7 @@ func (a *Anchors) fact(r *Request, key edgeKey, checks int, check func() bool) (
 		r.performed += checks
 		a.edges.Add(key, ok)
 	}
-	if ok {
-		r.fail(checks - 1)
-	} else {
+	if !ok {
 		r.fail(checks)
 	}
 	return ok, nil

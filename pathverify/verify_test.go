@@ -1,11 +1,9 @@
 package pathverify
 
 import (
-	"crypto/rsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/big"
 	"testing"
 	"time"
 
@@ -134,7 +132,7 @@ func TestForgedIntermediatesAreNeverVerifyingKeys(t *testing.T) {
 	// An attacker's own CA named like the real intermediate, with a huge
 	// key, and a leaf it "issued". Its signature is checked under the
 	// root's key only; the huge key verifies nothing.
-	huge := root.Forge("Inter", testpki.PublicKey(hugeRSAKey(t, 15360)))
+	huge := root.Forge("Inter", testpki.PublicKey(testpki.MadeUpRSAKey(15360)))
 	mallory := inter.Forge("mallory") // names Inter as issuer, signed by another key
 	r := request(t, mallory, huge, inter)
 	_, err := a.Verify(r)
@@ -147,7 +145,7 @@ func TestForgedIntermediatesAreNeverVerifyingKeys(t *testing.T) {
 	// A self-signed one named like the intermediate: no anchor has its
 	// name; its signature is checked once, under the real intermediate's
 	// key (which is remembered: no check).
-	self := testpki.NewRoot("Inter", testpki.PublicKey(hugeRSAKey(t, 9000)))
+	self := testpki.NewRoot("Inter", testpki.PublicKey(testpki.MadeUpRSAKey(9000)))
 	r = request(t, inter.NewLeaf("x"), self, inter)
 	_, err = a.Verify(r)
 	require.NoError(t, err)
@@ -167,15 +165,6 @@ func denyOf(denied ...*testpki.Cert) func(*x509.Certificate) bool {
 		}
 		return false
 	}
-}
-
-// hugeRSAKey is an RSA public key of bits bits with no private key: an
-// attacker's key costs them nothing to make up.
-func hugeRSAKey(t testing.TB, bits int) *rsa.PublicKey {
-	t.Helper()
-	n := new(big.Int).Lsh(big.NewInt(1), uint(bits-1))
-	n.Add(n, big.NewInt(12345))
-	return &rsa.PublicKey{N: n, E: 65537}
 }
 
 func TestRememberedFailures(t *testing.T) {
@@ -378,21 +367,21 @@ func TestCheckKeys(t *testing.T) {
 	ok := []*x509.Certificate{root.NewLeaf("ecdsa").Cert, root.NewLeaf("rsa", testpki.Key(testpki.RSA2048)).Cert, root.Cert}
 	assert.NoError(t, CheckKeys(ok))
 
-	huge := root.NewLeaf("huge", testpki.PublicKey(hugeRSAKey(t, MaxRSABits+1)))
+	huge := root.NewLeaf("huge", testpki.PublicKey(testpki.MadeUpRSAKey(MaxRSABits+1)))
 	err := CheckKeys([]*x509.Certificate{huge.Cert})
 	var ke *KeyError
 	require.ErrorAs(t, err, &ke)
 	assert.Equal(t, 0, ke.Index)
 	assert.Equal(t, "the leaf certificate: RSA key of 8193 bits, over the limit of 8192 bits", err.Error())
 
-	hugeInter := root.Forge("Inter", testpki.PublicKey(hugeRSAKey(t, 15360)))
+	hugeInter := root.Forge("Inter", testpki.PublicKey(testpki.MadeUpRSAKey(15360)))
 	err = CheckKeys([]*x509.Certificate{ok[0], hugeInter.Cert})
 	assert.EqualError(t, err, "chain certificate 2: RSA key of 15360 bits, over the limit of 8192 bits")
 
-	small := root.NewLeaf("small", testpki.PublicKey(hugeRSAKey(t, 1000)))
+	small := root.NewLeaf("small", testpki.PublicKey(testpki.MadeUpRSAKey(1000)))
 	assert.EqualError(t, CheckKeys([]*x509.Certificate{small.Cert}), "the leaf certificate: RSA key of 1000 bits, under the minimum of 1024 bits")
 
-	atLimit := root.NewLeaf("at limit", testpki.PublicKey(hugeRSAKey(t, MaxRSABits)))
+	atLimit := root.NewLeaf("at limit", testpki.PublicKey(testpki.MadeUpRSAKey(MaxRSABits)))
 	assert.NoError(t, CheckKeys([]*x509.Certificate{atLimit.Cert}))
 }
 

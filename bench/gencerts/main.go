@@ -2,7 +2,10 @@
 // RSA-2048 chain (root -> intermediate), N client certificates issued by
 // each intermediate, and wrk Lua scripts that send a leaf in X-Client-Cert
 // and the intermediate in X-Client-Chain (bare base64 DER): one fixed
-// certificate, or a different one on every request.
+// certificate, or a different one on every request. Also the worst chain
+// a client holding no key can send within the limits (max_chain 8), under
+// the ECDSA intermediate, a new one on every request (see
+// testpki.ForgedChain).
 package main
 
 import (
@@ -15,11 +18,13 @@ import (
 	"strings"
 
 	"github.com/mtlsauth/caddy-mtls-auth/internal/testpki"
+	"github.com/mtlsauth/caddy-mtls-auth/pathverify"
 )
 
 func main() {
 	out := flag.String("out", "", "output directory")
 	n := flag.Int("n", 4000, "client certificates per root")
+	forged := flag.Int("forged", 2100, "forged worst-case chains (enough to outrun the remembered signature facts)")
 	flag.Parse()
 	if *out == "" {
 		log.Fatal("-out is required")
@@ -46,6 +51,9 @@ func main() {
 		}
 		fmt.Fprintf(&b, "}\nlocal chain = %q\nlocal i = 0\nrequest = function()\n\ti = i %% #certs + 1\n\treturn wrk.format(nil, nil, {[\"X-Client-Cert\"] = certs[i], [\"X-Client-Chain\"] = chain})\nend\n", chain)
 		write(*out, "many-"+kind.name+".lua", []byte(b.String()))
+		if kind.key == testpki.ECDSAP256 {
+			writeForged(*out, inter, *forged)
+		}
 	}
 	// Junk: a new random header value on every request, shaped like base64
 	// DER so that it goes all the way to certificate parsing.
@@ -60,6 +68,26 @@ request = function()
 	return wrk.format(nil, nil, {["X-Client-Cert"] = table.concat(t)})
 end
 `))
+}
+
+// writeForged writes forged-ecdsa.lua: n worst-case chains under inter,
+// rotating, each leaf in X-Client-Cert and the rest in X-Client-Chain.
+func writeForged(dir string, inter *testpki.Cert, n int) {
+	limits := pathverify.Limits{MaxChain: 8}
+	failed := limits.MaxFailedChecks()
+	key := testpki.MadeUpRSAKey(pathverify.MaxRSABits)
+	var b strings.Builder
+	b.WriteString("local reqs = {\n")
+	for range n {
+		certs := testpki.ForgedChain(inter, failed, limits.MaxChain-2-failed, key)
+		var chain []string
+		for _, c := range certs[1:] {
+			chain = append(chain, base64.StdEncoding.EncodeToString(c.DER()))
+		}
+		fmt.Fprintf(&b, "{%q, %q},\n", base64.StdEncoding.EncodeToString(certs[0].DER()), strings.Join(chain, ","))
+	}
+	b.WriteString("}\nlocal i = 0\nrequest = function()\n\ti = i % #reqs + 1\n\treturn wrk.format(nil, nil, {[\"X-Client-Cert\"] = reqs[i][1], [\"X-Client-Chain\"] = reqs[i][2]})\nend\n")
+	write(dir, "forged-ecdsa.lua", []byte(b.String()))
 }
 
 func write(dir, name string, data []byte) {

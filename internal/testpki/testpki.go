@@ -17,11 +17,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -217,13 +219,13 @@ func NewRoot(cn string, opts ...Option) *Cert {
 		o.notAfter = time.Now().Add(10 * 24 * time.Hour)
 	}
 	tmpl := caTemplate(cn, o)
-	return sign(tmpl, nil, newKey(o.keyType), o)
+	return sign(tmpl, nil, o)
 }
 
 // NewIntermediate makes a CA certificate signed by c.
 func (c *Cert) NewIntermediate(cn string, opts ...Option) *Cert {
 	o := newOptions(opts)
-	return sign(caTemplate(cn, o), c, newKey(o.keyType), o)
+	return sign(caTemplate(cn, o), c, o)
 }
 
 // NewLeaf makes an end-entity certificate signed by c, with the clientAuth
@@ -251,7 +253,7 @@ func (c *Cert) NewLeaf(cn string, opts ...Option) *Cert {
 	default:
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
-	return sign(tmpl, c, newKey(o.keyType), o)
+	return sign(tmpl, c, o)
 }
 
 // NewSelfSigned makes a self-signed end-entity certificate (a client that
@@ -266,7 +268,7 @@ func NewSelfSigned(cn string, opts ...Option) *Cert {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	return sign(tmpl, nil, newKey(o.keyType), o)
+	return sign(tmpl, nil, o)
 }
 
 // Forge makes what an attacker can make of c without its key: a CA
@@ -280,8 +282,44 @@ func (c *Cert) Forge(cn string, opts ...Option) *Cert {
 	tmpl.AuthorityKeyId = c.Cert.SubjectKeyId
 	fakeIssuer := &Cert{Cert: &x509.Certificate{
 		Subject: c.Cert.Subject, RawSubject: c.Cert.RawSubject, SubjectKeyId: c.Cert.SubjectKeyId,
-	}, Key: newKey(ECDSAP256)}
-	return sign(tmpl, fakeIssuer, newKey(o.keyType), o)
+	}, Key: throwawayKey(keyTypeOf(c.Key))} // a signature of the kind c's key checks
+	return sign(tmpl, fakeIssuer, o)
+}
+
+func keyTypeOf(k crypto.Signer) KeyType {
+	if _, ok := k.(*rsa.PrivateKey); ok {
+		return RSA2048
+	}
+	return ECDSAP256
+}
+
+// MadeUpRSAKey is an RSA public key with a modulus of bits bits that is
+// no product of two primes: no private key exists. It is what a client
+// puts in a certificate it forges, at no cost to itself, whatever its
+// size.
+func MadeUpRSAKey(bits int) *rsa.PublicKey {
+	n := new(big.Int).Lsh(big.NewInt(1), uint(bits-1))
+	return &rsa.PublicKey{N: n.Add(n, big.NewInt(12345)), E: 65537}
+}
+
+// ForgedChain is what a client that holds no key of the PKI can send to
+// make verifying its chain cost the most: a leaf naming inter as its
+// issuer (signed with a key of the client's), inter itself (public),
+// forged intermediates named like inter and issued, on their face, by
+// inter's issuer (each costs a signature check under that issuer's key,
+// and fails), and certificates no path can reach (each costs parsing
+// alone). Every certificate the client makes up carries pub as its key
+// (the largest accepted, say). Leaf first; 2+forged+unreachable
+// certificates.
+func ForgedChain(inter *Cert, forged, unreachable int, pub crypto.PublicKey) []*Cert {
+	out := []*Cert{inter.Forge("forged client", PublicKey(pub)), inter}
+	for range forged {
+		out = append(out, inter.Issuer.Forge(inter.Cert.Subject.CommonName, PublicKey(pub)))
+	}
+	for i := range unreachable {
+		out = append(out, NewSelfSigned(fmt.Sprintf("unreachable %d", i), PublicKey(pub)))
+	}
+	return out
 }
 
 func name(cn string, o *options) pkix.Name {
@@ -307,20 +345,25 @@ func caTemplate(cn string, o *options) *x509.Certificate {
 }
 
 // sign signs tmpl with issuer (self-signed when issuer is nil), after
-// the options' modifications; with the PublicKey option the certificate
-// carries that key and key is only used to sign it.
-func sign(tmpl *x509.Certificate, issuer *Cert, key crypto.Signer, o *options) *Cert {
+// the options' modifications, over a new key of the options' type; with
+// the PublicKey option the certificate carries that key instead and has no
+// private key (self-signed, it is signed by a throwaway key).
+func sign(tmpl *x509.Certificate, issuer *Cert, o *options) *Cert {
 	for _, f := range o.modify {
 		f(tmpl)
+	}
+	var key crypto.Signer
+	pub := o.publicKey
+	if pub == nil {
+		key = newKey(o.keyType)
+		pub = key.Public()
 	}
 	parent, signer := tmpl, key
 	if issuer != nil {
 		parent, signer = issuer.Cert, issuer.Key
 	}
-	pub := key.Public()
-	if o.publicKey != nil {
-		pub = o.publicKey
-		key = nil
+	if signer == nil {
+		signer = throwawayKey(o.keyType)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
 	if err != nil {
@@ -335,6 +378,23 @@ func sign(tmpl *x509.Certificate, issuer *Cert, key crypto.Signer, o *options) *
 		c.Key = key
 	}
 	return c
+}
+
+var (
+	throwawayMu   sync.Mutex
+	throwawayKeys = map[KeyType]crypto.Signer{}
+)
+
+// throwawayKey is one key per type, made once: what signs forged and
+// made-up certificates (an attacker reuses its keys too, and an RSA key
+// takes long to make).
+func throwawayKey(k KeyType) crypto.Signer {
+	throwawayMu.Lock()
+	defer throwawayMu.Unlock()
+	if throwawayKeys[k] == nil {
+		throwawayKeys[k] = newKey(k)
+	}
+	return throwawayKeys[k]
 }
 
 // CrossSigned re-issues c (its subject and its key, a new serial) under
