@@ -195,4 +195,3 @@ func TestChainCostLimits(t *testing.T) {
 	s, b = send(t, port, alice, long...)
 	expectReject(t, "over max_chain", s, b, 401, "too_large")
 }
-
