@@ -39,7 +39,11 @@ func init() {
 // The certificate must verify to the `trust_pool`, be listed in `allow` /
 // `allow_dir` (a leaf pinned as itself, or a CA whose issued certificates are
 // allowed), or both when both are configured. Its validity window and its
-// clientAuth extended key usage are always checked.
+// clientAuth extended key usage are always checked, and a presented
+// certificate with an RSA key over 8192 bits is refused before any
+// signature work. A certificate on the deny list (admin API) is refused on
+// every route, and so is a client whose every verified chain, up to the
+// root, passes through one, whether or not it sends that certificate.
 //
 // Status codes: 401 when no valid certificate could be established, 403 when
 // a valid certificate is not allowed on this route. The error message names
@@ -153,7 +157,11 @@ type Handler struct {
 	// raise the server's `max_header_size` if you raise this.
 	MaxHeaderBytes int `json:"max_header_bytes,omitempty"`
 
-	// The most certificates accepted in one chain, leaf included. Default: 8.
+	// The most certificates accepted in one chain, leaf included, from the
+	// header or the TLS connection. Default: 8. It also bounds the
+	// signature checks one request may cost in finding which presented
+	// intermediates chain to the trust pool: 2 × max_chain, of which
+	// max_chain / 4 (at least 2) may fail; over either, `untrusted`.
 	MaxChain int `json:"max_chain,omitempty"`
 
 	// How many verification results to remember, so that a certificate seen

@@ -25,7 +25,9 @@ import (
 //
 //	go test -run '^$' -bench ForgedChain -count 5 .
 //
-// and compare worst with normal: the target is at most 5x.
+// and compare worst with normal: the target is at most 5x. worst_64k is
+// the same chain with every made-up certificate padded so that the two
+// headers together near max_header_bytes.
 func BenchmarkForgedChain(b *testing.B) {
 	limits := pathverify.Limits{MaxChain: 8}
 	forged := limits.MaxFailedChecks()
@@ -48,15 +50,22 @@ func BenchmarkForgedChain(b *testing.B) {
 			normal[i] = [2]string{base64.StdEncoding.EncodeToString(inter.NewLeaf(fmt.Sprintf("client %d", i)).DER()), chainValue}
 		}
 		bigKey := testpki.MadeUpRSAKey(pathverify.MaxRSABits)
-		forge := func() [2]string {
-			certs := testpki.ForgedChain(inter, forged, limits.MaxChain-2-forged, bigKey)
-			var chain []string
-			for _, c := range certs[1:] {
-				chain = append(chain, base64.StdEncoding.EncodeToString(c.DER()))
+		forgeWith := func(opts ...testpki.Option) func() [2]string {
+			return func() [2]string {
+				certs := testpki.ForgedChain(inter, forged, limits.MaxChain-2-forged, append(opts, testpki.PublicKey(bigKey))...)
+				var chain []string
+				for _, c := range certs[1:] {
+					chain = append(chain, base64.StdEncoding.EncodeToString(c.DER()))
+				}
+				return [2]string{base64.StdEncoding.EncodeToString(certs[0].DER()), strings.Join(chain, ",")}
 			}
-			return [2]string{base64.StdEncoding.EncodeToString(certs[0].DER()), strings.Join(chain, ",")}
 		}
+		// forge makes the worst chain; forge64k pads every made-up
+		// certificate so that the headers near max_header_bytes
+		// (64 KiB): the cost of decoding and parsing at the header limit.
+		forge, forge64k := forgeWith(), forgeWith(testpki.Padding(5300))
 		worst := [][2]string{forge()} // grown to what a run needs (making them takes long)
+		var worst64k [][2]string
 		serveOne := func(v [2]string) error {
 			r, w := benchRequest(v[0])
 			r.Header.Set("X-Client-Chain", v[1])
@@ -64,12 +73,15 @@ func BenchmarkForgedChain(b *testing.B) {
 		}
 		require.NoError(b, serveOne(normal[0]), "the intermediate is remembered")
 		require.ErrorContains(b, serveOne(worst[0]), "untrusted")
+		big := forge64k()
+		require.Less(b, len(big[0])+len(big[1]), 64<<10, "the headers fit max_header_bytes")
+		require.ErrorContains(b, serveOne(big), "untrusted")
 
 		for _, c := range []struct {
 			name   string
 			values *[][2]string
 			grow   func() [2]string
-		}{{"normal", &normal, nil}, {"worst", &worst, forge}} {
+		}{{"normal", &normal, nil}, {"worst", &worst, forge}, {"worst_64k", &worst64k, forge64k}} {
 			b.Run(kt.name+"/"+c.name, func(b *testing.B) {
 				for c.grow != nil && len(*c.values) < min(b.N, worstN) {
 					*c.values = append(*c.values, c.grow())

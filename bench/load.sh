@@ -18,6 +18,8 @@
 #                  certificates no path reaches, made-up keys of 8192 bits;
 #                  2100 of them rotating, so that no check is remembered. All
 #                  refused (non-2xx); its cost is compared with new_ecdsa's.
+#                  FORGED_PAD=5300 pads every made-up certificate so that the
+#                  two headers near max_header_bytes (64 KiB).
 #   nginx_plain    wrk -> nginx -> plain Caddy
 #   nginx_cached   wrk -> nginx (sets the certificate header) -> the plugin
 #
@@ -42,7 +44,7 @@ work="$(mktemp -d)"
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 log "generating certificates"
-go run ./bench/gencerts -out "$work" -n 4000
+go run ./bench/gencerts -out "$work" -n 4000 -forged-pad "${FORGED_PAD:-0}"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 declare -A port

@@ -171,7 +171,7 @@ func TestChainCostLimits(t *testing.T) {
 	expectReject(t, "a 15360-bit forged intermediate", s, b, 401, "malformed")
 
 	// The worst chain within the limits: refused, untrusted.
-	worst := testpki.ForgedChain(p.Intermediate, limits.MaxFailedChecks(), limits.MaxChain-2-limits.MaxFailedChecks(), testpki.MadeUpRSAKey(pathverify.MaxRSABits))
+	worst := testpki.ForgedChain(p.Intermediate, limits.MaxFailedChecks(), limits.MaxChain-2-limits.MaxFailedChecks(), testpki.PublicKey(testpki.MadeUpRSAKey(pathverify.MaxRSABits)))
 	s, b = send(t, port, worst[0], worst[1:]...)
 	expectReject(t, "the worst chain within the limits", s, b, 401, "untrusted")
 

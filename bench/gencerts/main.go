@@ -25,6 +25,7 @@ func main() {
 	out := flag.String("out", "", "output directory")
 	n := flag.Int("n", 4000, "client certificates per root")
 	forged := flag.Int("forged", 2100, "forged worst-case chains (enough to outrun the remembered signature facts)")
+	pad := flag.Int("forged-pad", 0, "bytes of padding in each made-up certificate of the forged chains (5300 brings the headers near 64 KiB)")
 	flag.Parse()
 	if *out == "" {
 		log.Fatal("-out is required")
@@ -52,7 +53,7 @@ func main() {
 		fmt.Fprintf(&b, "}\nlocal chain = %q\nlocal i = 0\nrequest = function()\n\ti = i %% #certs + 1\n\treturn wrk.format(nil, nil, {[\"X-Client-Cert\"] = certs[i], [\"X-Client-Chain\"] = chain})\nend\n", chain)
 		write(*out, "many-"+kind.name+".lua", []byte(b.String()))
 		if kind.key == testpki.ECDSAP256 {
-			writeForged(*out, inter, *forged)
+			writeForged(*out, inter, *forged, *pad)
 		}
 	}
 	// Junk: a new random header value on every request, shaped like base64
@@ -71,15 +72,19 @@ end
 }
 
 // writeForged writes forged-ecdsa.lua: n worst-case chains under inter,
-// rotating, each leaf in X-Client-Cert and the rest in X-Client-Chain.
-func writeForged(dir string, inter *testpki.Cert, n int) {
+// rotating, each leaf in X-Client-Cert and the rest in X-Client-Chain,
+// every made-up certificate padded by pad bytes.
+func writeForged(dir string, inter *testpki.Cert, n, pad int) {
 	limits := pathverify.Limits{MaxChain: 8}
 	failed := limits.MaxFailedChecks()
-	key := testpki.MadeUpRSAKey(pathverify.MaxRSABits)
+	opts := []testpki.Option{testpki.PublicKey(testpki.MadeUpRSAKey(pathverify.MaxRSABits))}
+	if pad > 0 {
+		opts = append(opts, testpki.Padding(pad))
+	}
 	var b strings.Builder
 	b.WriteString("local reqs = {\n")
 	for range n {
-		certs := testpki.ForgedChain(inter, failed, limits.MaxChain-2-failed, key)
+		certs := testpki.ForgedChain(inter, failed, limits.MaxChain-2-failed, opts...)
 		var chain []string
 		for _, c := range certs[1:] {
 			chain = append(chain, base64.StdEncoding.EncodeToString(c.DER()))

@@ -171,6 +171,14 @@ func RequireExplicitPolicy(skip int) Option {
 	})
 }
 
+// Padding adds a non-critical extension of n bytes (of an unregistered
+// OID) to the certificate: a certificate as large as a client likes.
+func Padding(n int) Option {
+	return Modify(func(tmpl *x509.Certificate) {
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: []int{1, 3, 6, 1, 4, 1, 99999, 7}, Value: make([]byte, n)})
+	})
+}
+
 // PublicKey makes the certificate carry pub as its subject key, with no
 // private key (Cert.Key stays nil; the certificate can sign nothing). It
 // makes certificates with keys that are slow or impossible to generate,
@@ -308,16 +316,16 @@ func MadeUpRSAKey(bits int) *rsa.PublicKey {
 // forged intermediates named like inter and issued, on their face, by
 // inter's issuer (each costs a signature check under that issuer's key,
 // and fails), and certificates no path can reach (each costs parsing
-// alone). Every certificate the client makes up carries pub as its key
-// (the largest accepted, say). Leaf first; 2+forged+unreachable
+// alone). opts apply to every certificate the client makes up (say, the
+// largest key accepted, and padding). Leaf first; 2+forged+unreachable
 // certificates.
-func ForgedChain(inter *Cert, forged, unreachable int, pub crypto.PublicKey) []*Cert {
-	out := []*Cert{inter.Forge("forged client", PublicKey(pub)), inter}
+func ForgedChain(inter *Cert, forged, unreachable int, opts ...Option) []*Cert {
+	out := []*Cert{inter.Forge("forged client", opts...), inter}
 	for range forged {
-		out = append(out, inter.Issuer.Forge(inter.Cert.Subject.CommonName, PublicKey(pub)))
+		out = append(out, inter.Issuer.Forge(inter.Cert.Subject.CommonName, opts...))
 	}
 	for i := range unreachable {
-		out = append(out, NewSelfSigned(fmt.Sprintf("unreachable %d", i), PublicKey(pub)))
+		out = append(out, NewSelfSigned(fmt.Sprintf("unreachable %d", i), opts...))
 	}
 	return out
 }
