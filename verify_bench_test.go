@@ -27,7 +27,8 @@ import (
 //
 // and compare worst with normal: the target is at most 5x. worst_64k is
 // the same chain with every made-up certificate padded so that the two
-// headers together near max_header_bytes.
+// headers together near max_header_bytes; normal_64k is a new certificate
+// padded as much, for what decoding that much costs whatever it holds.
 func BenchmarkForgedChain(b *testing.B) {
 	limits := pathverify.Limits{MaxChain: 8}
 	forged := limits.MaxFailedChecks()
@@ -46,8 +47,10 @@ func BenchmarkForgedChain(b *testing.B) {
 		// of them rotating outrun the 4,096 remembered, so none is hit.
 		const normalN, worstN = 256, 4200
 		normal := make([][2]string, normalN)
+		normal64k := make([][2]string, normalN) // a new certificate as large as worst_64k's headers
 		for i := range normal {
 			normal[i] = [2]string{base64.StdEncoding.EncodeToString(inter.NewLeaf(fmt.Sprintf("client %d", i)).DER()), chainValue}
+			normal64k[i] = [2]string{base64.StdEncoding.EncodeToString(inter.NewLeaf(fmt.Sprintf("client %d", i), testpki.Padding(46000)).DER()), chainValue}
 		}
 		bigKey := testpki.MadeUpRSAKey(pathverify.MaxRSABits)
 		forgeWith := func(opts ...testpki.Option) func() [2]string {
@@ -76,12 +79,14 @@ func BenchmarkForgedChain(b *testing.B) {
 		big := forge64k()
 		require.Less(b, len(big[0])+len(big[1]), 64<<10, "the headers fit max_header_bytes")
 		require.ErrorContains(b, serveOne(big), "untrusted")
+		require.InDelta(b, len(big[0])+len(big[1]), len(normal64k[0][0])+len(normal64k[0][1]), 4096, "alike in size")
+		require.NoError(b, serveOne(normal64k[0]))
 
 		for _, c := range []struct {
 			name   string
 			values *[][2]string
 			grow   func() [2]string
-		}{{"normal", &normal, nil}, {"worst", &worst, forge}, {"worst_64k", &worst64k, forge64k}} {
+		}{{"normal", &normal, nil}, {"worst", &worst, forge}, {"normal_64k", &normal64k, nil}, {"worst_64k", &worst64k, forge64k}} {
 			b.Run(kt.name+"/"+c.name, func(b *testing.B) {
 				for c.grow != nil && len(*c.values) < min(b.N, worstN) {
 					*c.values = append(*c.values, c.grow())
