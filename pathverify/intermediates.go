@@ -24,8 +24,9 @@ const maxIntermediates = 1024
 // the remembered chain and nothing else that could be on a path (the
 // anchor aside), the chain must hold no denied certificate, and have
 // nothing the leaf could break that the one check does not see (see
-// fastPathOK); otherwise full verification runs. It never refuses: a failure here falls through to full
-// verification, which names the reason.
+// fastPathOK); otherwise full verification runs. It never refuses: a
+// failure here falls through to full verification, which names the
+// reason.
 type Intermediates struct {
 	m *lru.Cache[[sha256.Size]byte, *interEntry]
 }
@@ -130,9 +131,9 @@ func (in *Intermediates) fastPath(r *Request, usable func(*Request, []*x509.Cert
 // presentsExactly reports whether the request's candidates are the
 // certificates of a remembered chain (fps, anchor last): all of them but
 // the anchor, and the anchor or nothing else. Full verification of such a
-// request finds that chain among its candidates, and fits the limits
-// that the request which verified it fitted; with any other candidate it
-// could spend more, and only full verification knows.
+// request checks only certificates that verified before, each under its
+// issuer on the chain, and accepts the chain; with any other candidate it
+// could fail checks over the limits, which only full verification knows.
 func (r *Request) presentsExactly(fps [][sha256.Size]byte) bool {
 	n := len(fps) - 1 // without the anchor
 	if len(r.cands) < n || len(r.cands) > n+1 {

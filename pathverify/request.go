@@ -27,12 +27,14 @@ func (l Limits) maxChain() int { return max(1, l.MaxChain) }
 func (l Limits) MaxChecks() int { return 2 * l.maxChain() }
 
 // MaxFailedChecks is the most of those checks that may fail: a quarter of
-// max_chain, at least 2 (2 by default). A failed check is a certificate
-// naming a trusted issuer whose key did not sign it. A legitimate chain
-// fails one only where two CA certificates share a name but not a key (a
-// re-keyed root in the pool, an outdated root a client still sends),
-// while every check a forged "intermediate" costs fails: this is what
-// bounds the cost of chains a client makes up.
+// max_chain, at least 2 (2 by default). A failed check is a presented
+// certificate whose signature did not verify under the key its issuer's
+// name points to (where several anchors share that name, checking it
+// under all of them is one failed check). A legitimate chain fails one
+// only where two CA certificates share a name but not a key (an outdated
+// root a client still sends, a re-keyed CA), while every check a forged
+// "intermediate" costs fails: this is what bounds the cost of chains a
+// client makes up.
 func (l Limits) MaxFailedChecks() int { return max(2, l.maxChain()/4) }
 
 // ErrChainTooLong is returned by NewRequest when the chain holds more
@@ -160,20 +162,20 @@ func (r *Request) Leaf() *x509.Certificate { return r.leaf }
 // failed, and how many were actually made.
 func (r *Request) Checks() (charged, failed, performed int) { return r.checks, r.failed, r.performed }
 
-// reserve accounts for n signature checks about to be made, or returns
-// ErrTooManyChecks (and nothing is spent) when they would break a limit,
-// counting each as one that may fail: work over the limits is never done.
-// The caller then reports the checks that failed with fail.
+// reserve accounts for n signature checks about to be made (of one
+// certificate, which may fail), or returns ErrTooManyChecks (and nothing
+// is spent) when they could break a limit: work over the limits is never
+// done. The caller reports a failure with fail.
 func (r *Request) reserve(n int) error {
-	if r.checks+n > r.limits.MaxChecks() || r.failed+n > r.limits.MaxFailedChecks() {
+	if r.checks+n > r.limits.MaxChecks() || r.failed+1 > r.limits.MaxFailedChecks() {
 		return fmt.Errorf("%w: a request may spend %d, of which %d may fail", ErrTooManyChecks, r.limits.MaxChecks(), r.limits.MaxFailedChecks())
 	}
 	r.checks += n
 	return nil
 }
 
-// fail records n reserved checks that failed.
-func (r *Request) fail(n int) { r.failed += n }
+// fail records that the reserved checks of one certificate failed.
+func (r *Request) fail() { r.failed++ }
 
 // isDenied reports whether chain holds a denied certificate, and which.
 func (r *Request) isDenied(chain []*x509.Certificate) *x509.Certificate {

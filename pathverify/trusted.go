@@ -103,12 +103,10 @@ func (a *Anchors) signedBy(r *Request, c, p *candidate) (bool, error) {
 }
 
 // fact establishes one signature fact that costs checks signature checks,
-// from memory or by check. It is charged to r's budget either way (and a
-// failed one as checks failures), so that whether a request fits its
+// from memory or by check. It is charged to r's budget either way (and one
+// that does not hold as a failure), so that whether a request fits its
 // limits never depends on what was remembered from others; only the work
-// is saved. A fact that holds is not charged as a failure even where
-// another anchor of the same name failed: only genuine certificates
-// verify, and those are remembered.
+// is saved.
 func (a *Anchors) fact(r *Request, key edgeKey, checks int, check func() bool) (bool, error) {
 	if err := r.reserve(checks); err != nil {
 		return false, err
@@ -120,7 +118,7 @@ func (a *Anchors) fact(r *Request, key edgeKey, checks int, check func() bool) (
 		a.edges.Add(key, ok)
 	}
 	if !ok {
-		r.fail(checks)
+		r.fail()
 	}
 	return ok, nil
 }

@@ -411,3 +411,27 @@ func TestLimitsIndependentOfMemory(t *testing.T) {
 	_, warmErr = warm.Verify(request(t, leaf, chain...))
 	assert.ErrorIs(t, warmErr, ErrTooManyChecks)
 }
+
+// Anchors that share a name (a root re-keyed twice, all in the pool): an
+// intermediate under one is checked under each, and that is one failed
+// check at most, not one per anchor, so the chain verifies.
+func TestSameNamedAnchors(t *testing.T) {
+	roots := []*testpki.Cert{testpki.NewRoot("Root"), testpki.NewRoot("Root"), testpki.NewRoot("Root")}
+	a := NewAnchors(poolOf(roots...), true)
+	require.Equal(t, 3, a.subjects[string(roots[0].Cert.RawSubject)])
+	inter := roots[2].NewIntermediate("Inter")
+	old := roots[0].NewIntermediate("Inter") // an outdated one, under the oldest root
+	r := request(t, inter.NewLeaf("leaf"), old, inter)
+	_, err := a.Verify(r)
+	require.NoError(t, err)
+	charged, failed, _ := r.Checks()
+	assert.Equal(t, 6, charged, "each intermediate checked under the three roots")
+	assert.Zero(t, failed, "both are genuine")
+
+	forged := roots[1].Forge("Inter")
+	r = request(t, inter.NewLeaf("leaf 2"), forged, inter)
+	_, err = a.Verify(r)
+	require.NoError(t, err)
+	_, failed, _ = r.Checks()
+	assert.Equal(t, 1, failed, "the forged one, checked under three keys, is one failure")
+}
