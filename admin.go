@@ -28,7 +28,7 @@ const maxAdminBody = 1 << 20
 //
 //	GET    /mtls_auth/apis                       APIs with runtime stores
 //	GET    /mtls_auth/apis/<api>/certs           the API's certificates
-//	POST   /mtls_auth/apis/<api>/certs           add {"alias","pem","tier","meta"} -> 201
+//	POST   /mtls_auth/apis/<api>/certs           add {"alias","pem","tier","meta","ca"} -> 201
 //	DELETE /mtls_auth/apis/<api>/certs/<alias>   -> 204
 //	GET    /mtls_auth/deny                       the deny list
 //	POST   /mtls_auth/deny                       {"fingerprint","reason"} -> 201

@@ -2,6 +2,8 @@ package mtlsauth
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"strconv"
 	"time"
 
@@ -48,6 +50,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		trusted_sources    <cidr...>|server|any
 //		trust_pool         <module> [...]
 //		allow              <alias> <pem-file> [tier <name>] [meta <key> <value>]...
+//		allow_ca           <alias> <ca-pem-file> [tier <name>] [meta <key> <value>]...
 //		allow_dir          <dir> [tier <name>]
 //		default_tier       <name>
 //		mode               mandatory|optional|fallback
@@ -65,8 +68,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		cache_size         <n>|off
 //	}
 //
-// `allow` and `allow_dir` may be repeated; every other subdirective may be
-// given once.
+// `allow`, `allow_ca` and `allow_dir` may be repeated; every other
+// subdirective may be given once.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
@@ -75,7 +78,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
-		if sub != "allow" && sub != "allow_dir" {
+		if sub != "allow" && sub != "allow_ca" && sub != "allow_dir" {
 			if seen[sub] {
 				return d.Errf("%s already specified", sub)
 			}
@@ -104,8 +107,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "trust_pool":
 			err = h.unmarshalTrustPool(d)
-		case "allow":
-			err = h.unmarshalAllow(d)
+		case "allow", "allow_ca":
+			err = h.unmarshalAllow(d, sub == "allow_ca")
 		case "allow_dir":
 			err = h.unmarshalAllowDir(d)
 		case "default_tier":
@@ -259,8 +262,14 @@ func (h *Handler) unmarshalTrustPool(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// unmarshalAllow reads `allow <alias> <file> [meta <key> <value>]...`.
-func (h *Handler) unmarshalAllow(d *caddyfile.Dispenser) error {
+// unmarshalAllow reads `allow <alias> <file> [tier <name>] [meta <key>
+// <value>]...` (ca false) or the same after `allow_ca` (ca true). When the
+// file can be read at adapt time, it is loaded as Provision will load it,
+// so that a bad file (no certificate, a private key, a bundle, or for
+// allow_ca a certificate that is not a CA) is reported at its line; a file
+// that is not there yet is left to Provision.
+func (h *Handler) unmarshalAllow(d *caddyfile.Dispenser, ca bool) error {
+	sub := d.Val()
 	args := d.RemainingArgs()
 	if len(args) < 2 {
 		return d.ArgErr()
@@ -270,10 +279,10 @@ func (h *Handler) unmarshalAllow(d *caddyfile.Dispenser) error {
 		switch rest[0] {
 		case "tier":
 			if len(rest) < 2 {
-				return d.Errf("allow %s: tier needs a name", e.Alias)
+				return d.Errf("%s %s: tier needs a name", sub, e.Alias)
 			}
 			if e.Tier != "" {
-				return d.Errf("allow %s: tier given twice", e.Alias)
+				return d.Errf("%s %s: tier given twice", sub, e.Alias)
 			}
 			if err := h.checkTierName(d, rest[1]); err != nil {
 				return err
@@ -282,26 +291,33 @@ func (h *Handler) unmarshalAllow(d *caddyfile.Dispenser) error {
 			rest = rest[2:]
 		case "meta":
 			if len(rest) < 3 {
-				return d.Errf("allow %s: meta needs a key and a value", e.Alias)
+				return d.Errf("%s %s: meta needs a key and a value", sub, e.Alias)
 			}
 			if e.Meta == nil {
 				e.Meta = map[string]string{}
 			}
 			if _, dup := e.Meta[rest[1]]; dup {
-				return d.Errf("allow %s: meta key '%s' given twice", e.Alias, rest[1])
+				return d.Errf("%s %s: meta key '%s' given twice", sub, e.Alias, rest[1])
 			}
 			e.Meta[rest[1]] = rest[2]
 			rest = rest[3:]
 		default:
-			return d.Errf("allow %s: unexpected '%s' (want tier <name> or meta <key> <value>)", e.Alias, rest[0])
+			return d.Errf("%s %s: unexpected '%s' (want tier <name> or meta <key> <value>)", sub, e.Alias, rest[0])
 		}
 	}
-	for _, prev := range h.Allow {
+	for _, prev := range append(h.Allow[:len(h.Allow):len(h.Allow)], h.AllowCA...) {
 		if prev.Alias == e.Alias {
-			return d.Errf("allow: alias '%s' already specified", e.Alias)
+			return d.Errf("%s: alias '%s' already specified", sub, e.Alias)
 		}
 	}
-	h.Allow = append(h.Allow, e)
+	if _, err := h.loadAllowEntry(e, ca); err != nil && !errors.As(err, new(*fs.PathError)) {
+		return d.Err(err.Error())
+	}
+	if ca {
+		h.AllowCA = append(h.AllowCA, e)
+	} else {
+		h.Allow = append(h.Allow, e)
+	}
 	return nil
 }
 

@@ -35,10 +35,10 @@ func init() {
 // policy), or from either (`source any`: the connection first). A header sent
 // by a peer outside `trusted_sources` is removed and never authenticates.
 //
-// The certificate must verify to the `trust_pool`, be listed in `allow` /
-// `allow_dir` (a leaf pinned as itself, or a CA whose issued certificates are
-// allowed), or both when both are configured. Its validity window and its
-// clientAuth extended key usage are always checked.
+// The certificate must verify to the `trust_pool`, be admitted by the
+// route's allow lists (pinned exactly by `allow` / `allow_dir`, or issued by
+// a CA of `allow_ca`), or both when both are configured. Its validity window
+// and its clientAuth extended key usage are always checked.
 //
 // Status codes: 401 when no valid certificate could be established, 403 when
 // a valid certificate is not allowed on this route. The error message names
@@ -110,11 +110,20 @@ type Handler struct {
 	// through the trust pool alone. Default: none (not throttled).
 	DefaultTier string `json:"default_tier,omitempty"`
 
-	// Certificates allowed on this route, each under an alias. A leaf is
-	// pinned as itself; a CA admits every certificate it issued.
+	// Certificates pinned on this route, each under an alias: exactly that
+	// certificate (by its SHA-256 fingerprint) is allowed, whatever its
+	// extensions. A pinned CA certificate admits nothing it issued; use
+	// `allow_ca` for that.
 	Allow []AllowEntry `json:"allow,omitempty"`
 
-	// Directories whose `.pem`, `.crt` and `.cer` files are all allowed, each
+	// CAs whose issued certificates are all allowed on this route, under
+	// the CA entry's alias. Each file must hold a CA certificate (CA:TRUE,
+	// and keyCertSign when it has a key usage extension). A leaf is admitted
+	// when its chain, through the intermediates it presents, verifies to the
+	// CA for client authentication (signatures, validity, clientAuth usage).
+	AllowCA []AllowEntry `json:"allow_ca,omitempty"`
+
+	// Directories whose `.pem`, `.crt` and `.cer` files are all pinned, each
 	// under its file name without the extension as alias.
 	AllowDir []AllowDir `json:"allow_dir,omitempty"`
 
@@ -135,7 +144,9 @@ type Handler struct {
 
 	// Pass the incoming certificate header on to the next handler. By
 	// default it is removed, so that upstreams never see a client-controlled
-	// certificate header. A header from an untrusted source is always removed.
+	// certificate header. A certificate header (and chain header) from a
+	// peer outside `trusted_sources` is always removed, whatever `source`
+	// says, even when the request authenticated by its TLS connection.
 	KeepHeader bool `json:"keep_header,omitempty"`
 
 	// Which x-forwarded-client-cert element to read (profile `envoy_xfcc`):
@@ -184,13 +195,15 @@ type Handler struct {
 	files      *fileWatch
 }
 
-// AllowEntry is one allowed certificate.
+// AllowEntry is one allowed certificate: pinned (`allow`) or a CA
+// (`allow_ca`).
 type AllowEntry struct {
 	// The name this certificate is known by: {http.mtls.alias} and
-	// {http.auth.user.id}. Unique within the route.
+	// {http.auth.user.id} (for `allow_ca`, of every certificate the CA
+	// admits). Unique within the route.
 	Alias string `json:"alias,omitempty"`
-	// Path to a PEM (or DER) file holding exactly one certificate: a leaf or
-	// a CA. A file holding a private key is refused.
+	// Path to a PEM (or DER) file holding exactly one certificate. A file
+	// holding a private key is refused.
 	File string `json:"file,omitempty"`
 	// The throttling tier of this certificate.
 	Tier string `json:"tier,omitempty"`
@@ -269,7 +282,7 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 
 	h.verifier.runtime = h.app.runtimeStore()
 	h.verifier.api = h.API
-	h.verifier.listed = len(h.Allow) > 0 || len(h.AllowDir) > 0 || h.API != ""
+	h.verifier.listed = len(h.Allow) > 0 || len(h.AllowCA) > 0 || len(h.AllowDir) > 0 || h.API != ""
 	if h.watchesFiles() {
 		h.app.watch(h)
 	}
@@ -313,6 +326,11 @@ func (h *Handler) checkTiers() error {
 			return err
 		}
 	}
+	for _, a := range h.AllowCA {
+		if err := check("allow_ca "+a.Alias, a.Tier); err != nil {
+			return err
+		}
+	}
 	for _, d := range h.AllowDir {
 		if err := check("allow_dir "+d.Dir, d.Tier); err != nil {
 			return err
@@ -332,7 +350,7 @@ func (h *Handler) Validate() error {
 	// max_header_bytes, max_chain, profile and the XFCC options are
 	// checked by decoder.New in Provision, trusted_sources by newSourceGate.
 	if h.poolModule == nil && !h.verifier.listed {
-		return errors.New("no trust configured: set trust_pool, allow, allow_dir or api, or every client could pick its own identity")
+		return errors.New("no trust configured: set trust_pool, allow, allow_ca, allow_dir or api, or every client could pick its own identity")
 	}
 	if h.API != "" {
 		if err := store.ValidName("api", h.API); err != nil {
@@ -354,7 +372,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(o.replace)
 
-	if !h.KeepHeader || o.reason == reasonUntrustedSource {
+	// keep_header passes on only a header a trusted peer sent: with source
+	// tls or any, a request authenticated by its connection never meets
+	// the source gate, and its own certificate header must not reach the
+	// upstream either.
+	if !h.KeepHeader || o.reason == reasonUntrustedSource || !h.gate.trusted(r) {
 		for _, name := range h.stripHeaders {
 			delete(r.Header, name)
 		}

@@ -5,6 +5,9 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,5 +132,64 @@ func TestUnmarshalRevocation(t *testing.T) {
 		require.Error(t, err, tt.body)
 		assert.Contains(t, err.Error(), tt.want, tt.body)
 		assert.Contains(t, err.Error(), "Testfile:", tt.body)
+	}
+}
+
+// TestRevocationFetchesOnlyFromTheVerifiedChain: without a trust pool, a
+// client adds an "intermediate" that copies the allowed CA's names, signed
+// with its own key, naming URLs on a listener (CRL distribution point and
+// OCSP responder). Revocation must fetch the leaf's own CRL (the leaf is on
+// the verified chain) and never the impostor's URLs.
+func TestRevocationFetchesOnlyFromTheVerifiedChain(t *testing.T) {
+	var mu sync.Mutex
+	hits := map[string]int{}
+	var leafCRL []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits[r.URL.Path]++
+		mu.Unlock()
+		if r.URL.Path == "/leaf.crl" {
+			_, _ = w.Write(leafCRL)
+			return
+		}
+		http.Error(w, "nothing here", http.StatusNotFound)
+	}))
+	t.Cleanup(srv.Close)
+
+	p := newPKI(t)
+	leaf := p.root.NewLeaf("client", testpki.CRLDistributionPoints(srv.URL+"/leaf.crl"))
+	leafCRL = crl(t, p.root)
+	impostor := testpki.NewImpostor(p.root,
+		testpki.CRLDistributionPoints(srv.URL+"/impostor.crl"),
+		testpki.OCSPServers(srv.URL+"/impostor-ocsp"))
+	rev := &Revocation{CRLFromCertificate: true, OCSP: true}
+
+	for _, tt := range []struct {
+		name string
+		h    Handler
+		sent []*testpki.Cert
+	}{
+		{name: "allow_ca", h: Handler{AllowCA: []AllowEntry{{Alias: "corp", File: p.rootFile}}}, sent: []*testpki.Cert{leaf, impostor}},
+		{name: "allow_ca, impostor first", h: Handler{AllowCA: []AllowEntry{{Alias: "corp", File: p.rootFile}}}, sent: []*testpki.Cert{leaf, impostor, p.root}},
+		{name: "pinned leaf with its real issuer", h: Handler{Allow: []AllowEntry{{Alias: "client", File: p.write(t, "client.pem", leaf.PEM())}}}, sent: []*testpki.Cert{leaf, impostor, p.root}},
+		{name: "trust pool", h: Handler{TrustPoolRaw: trustPool(p.rootFile)}, sent: []*testpki.Cert{leaf, impostor}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			clear(hits)
+			mu.Unlock()
+			h := tt.h
+			h.Profile, h.TrustedSources, h.Revocation, h.CacheSize = "rfc9440", []string{"10.0.0.0/8"}, rev, -1
+			require.NoError(t, provision(t, &h))
+			var chain []string
+			for _, c := range tt.sent[1:] {
+				chain = append(chain, rfc9440(c))
+			}
+			resp := serve(t, &h, request{headers: withChain(rfc9440(tt.sent[0]), chain...)})
+			assert.Equal(t, 200, resp.status, "the leaf's own CRL, verified with its real issuer, says good: %v", resp.err)
+			mu.Lock()
+			defer mu.Unlock()
+			assert.Equal(t, map[string]int{"/leaf.crl": 1}, hits, "only the verified leaf's URL is fetched")
+		})
 	}
 }

@@ -78,7 +78,11 @@ func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp sto
 		return verdict{reason: reasonWrongUsage, detail: "certificate's extended key usage does not include clientAuth"}
 	}
 	ts := v.static.Load()
-	chain := certs // for revocation: leaf first, each followed by its issuer
+	// chain is what revocation checks and fetches URLs from: only
+	// certificates on the verified chain, leaf first, each followed by its
+	// issuer. A presented certificate that nothing verified is never on it,
+	// so its URLs are never fetched.
+	chain := certs[:1]
 	if ts.pool != nil {
 		verified, ok := ts.inters.Verify(ts.pool, leaf, certs[1:], now)
 		if !ok {
@@ -92,12 +96,16 @@ func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp sto
 	}
 	var entry *store.Entry
 	if v.listed {
-		entry = v.match(ts, snap, leaf, fp, certs[1:], now)
+		var path []*x509.Certificate
+		entry, path = v.match(ts, snap, leaf, fp, certs[1:], now)
 		if entry == nil {
 			return verdict{reason: reasonNotAllowed, detail: "certificate is not on this route's allow list"}
 		}
-		if ts.pool == nil && entry.IsCA() && chain[len(chain)-1] != entry.Cert {
-			chain = append(chain[:len(chain):len(chain)], entry.Cert)
+		if ts.pool == nil {
+			chain = path
+			if !entry.IsCA() && v.revocation != nil {
+				chain = withVerifiedIssuer(leaf, certs[1:])
+			}
 		}
 	}
 	vd := verdict{entry: entry, chain: chain}
@@ -121,11 +129,12 @@ func expiry(chain []*x509.Certificate, revocationUntil time.Time) time.Time {
 	return until
 }
 
-// match finds the allow-list entry, static or runtime, that admits leaf.
-func (v *verifier) match(ts *trustSet, snap *store.Snapshot, leaf *x509.Certificate, fp store.Fingerprint, intermediates []*x509.Certificate, now time.Time) *store.Entry {
+// match finds the allow-list entry, static or runtime, that admits leaf,
+// and the chain the admission rests on (see store.AllowList.Match).
+func (v *verifier) match(ts *trustSet, snap *store.Snapshot, leaf *x509.Certificate, fp store.Fingerprint, intermediates []*x509.Certificate, now time.Time) (*store.Entry, []*x509.Certificate) {
 	if ts.allow != nil {
-		if e := ts.allow.Match(leaf, fp, intermediates, now); e != nil {
-			return e
+		if e, path := ts.allow.Match(leaf, fp, intermediates, now); e != nil {
+			return e, path
 		}
 	}
 	if v.api != "" {
@@ -133,7 +142,23 @@ func (v *verifier) match(ts *trustSet, snap *store.Snapshot, leaf *x509.Certific
 			return list.Match(leaf, fp, intermediates, now)
 		}
 	}
-	return nil
+	return nil, nil
+}
+
+// withVerifiedIssuer is the revocation chain of a pinned leaf verified by
+// no pool: the leaf, followed by the presented certificate whose key
+// verifies the leaf's signature, when there is one. That issuer's key is
+// then genuine (it signed the pinned leaf) and may verify the leaf's CRL
+// or OCSP answer; nothing vouches for the rest of that certificate, so as
+// the chain's last certificate it is never itself checked and its URLs are
+// never fetched.
+func withVerifiedIssuer(leaf *x509.Certificate, presented []*x509.Certificate) []*x509.Certificate {
+	for _, c := range presented {
+		if string(c.RawSubject) == string(leaf.RawIssuer) && leaf.CheckSignatureFrom(c) == nil {
+			return []*x509.Certificate{leaf, c}
+		}
+	}
+	return []*x509.Certificate{leaf}
 }
 
 // snapshot is the runtime state to verify against.

@@ -1,7 +1,12 @@
 package store
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
 	"testing"
 	"time"
 
@@ -23,8 +28,8 @@ func TestAllowListMatch(t *testing.T) {
 
 	list, err := NewAllowList([]*Entry{
 		{Alias: "pinned", Cert: pinned.Cert},
-		{Alias: "inter-ca", Cert: inter.Cert},
-		{Alias: "root-ca", Cert: root.Cert},
+		{Alias: "inter-ca", Cert: inter.Cert, CA: true},
+		{Alias: "root-ca", Cert: root.Cert, CA: true},
 	})
 	require.NoError(t, err)
 	now := time.Now()
@@ -33,24 +38,105 @@ func TestAllowListMatch(t *testing.T) {
 		leaf  *testpki.Cert
 		chain []*x509.Certificate
 		want  string
+		path  []*x509.Certificate // the chain the admission rests on
 	}{
-		{name: "pin wins over its CA", leaf: pinned, chain: []*x509.Certificate{inter.Cert}, want: "pinned"},
-		{name: "closest CA wins", leaf: viaInter, chain: []*x509.Certificate{inter.Cert}, want: "inter-ca"},
-		{name: "closest CA without the intermediate sent is still found (it is listed)", leaf: viaInter, want: "inter-ca"},
-		{name: "root CA", leaf: direct, want: "root-ca"},
+		{name: "pin wins over its CA", leaf: pinned, chain: []*x509.Certificate{inter.Cert}, want: "pinned", path: []*x509.Certificate{pinned.Cert}},
+		{name: "closest CA wins", leaf: viaInter, chain: []*x509.Certificate{inter.Cert}, want: "inter-ca", path: []*x509.Certificate{viaInter.Cert, inter.Cert}},
+		{name: "closest CA without the intermediate sent is still found (it is listed)", leaf: viaInter, want: "inter-ca", path: []*x509.Certificate{viaInter.Cert, inter.Cert}},
+		{name: "root CA", leaf: direct, want: "root-ca", path: []*x509.Certificate{direct.Cert, root.Cert}},
 		{name: "same issuer name, other key", leaf: impostor, want: ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := list.Match(tt.leaf.Cert, FingerprintOf(tt.leaf.Cert), tt.chain, now)
+			e, path := list.Match(tt.leaf.Cert, FingerprintOf(tt.leaf.Cert), tt.chain, now)
 			if tt.want == "" {
 				assert.Nil(t, e)
+				assert.Nil(t, path)
 				return
 			}
 			require.NotNil(t, e)
 			assert.Equal(t, tt.want, e.Alias)
+			assert.Equal(t, tt.path, path)
 		})
 	}
+}
+
+// TestAllowListPinnedCAAdmitsOnlyItself: a pinned certificate that says
+// CA:TRUE (as `openssl req -x509` makes them) admits nothing it signed;
+// only an entry made a CA explicitly does.
+func TestAllowListPinnedCAAdmitsOnlyItself(t *testing.T) {
+	t.Parallel()
+	selfSigned := testpki.NewRoot("partner client") // CA:TRUE, keyCertSign
+	minted := selfSigned.NewLeaf("identity of the key holder's choosing")
+	now := time.Now()
+
+	pinned, err := NewAllowList([]*Entry{{Alias: "partner", Cert: selfSigned.Cert}})
+	require.NoError(t, err)
+	e, _ := pinned.Match(selfSigned.Cert, FingerprintOf(selfSigned.Cert), nil, now)
+	require.NotNil(t, e, "the pinned certificate itself")
+	assert.Equal(t, "partner", e.Alias)
+	e, _ = pinned.Match(minted.Cert, FingerprintOf(minted.Cert), []*x509.Certificate{selfSigned.Cert}, now)
+	assert.Nil(t, e, "a leaf signed by a pinned certificate is not admitted")
+
+	ca, err := NewEntry("partner", selfSigned.Cert, true, "test")
+	require.NoError(t, err)
+	asCA, err := NewAllowList([]*Entry{ca})
+	require.NoError(t, err)
+	e, _ = asCA.Match(minted.Cert, FingerprintOf(minted.Cert), nil, now)
+	require.NotNil(t, e, "the same certificate as a CA entry admits what it issued")
+	assert.Equal(t, "partner", e.Alias)
+}
+
+func TestNewEntryCA(t *testing.T) {
+	t.Parallel()
+	root := testpki.NewRoot("root")
+	leaf := root.NewLeaf("leaf")
+	for _, tt := range []struct {
+		name string
+		cert *x509.Certificate
+		want string // "" when it may be a CA entry
+	}{
+		{name: "CA with keyCertSign", cert: root.Cert},
+		{name: "CA without key usage", cert: mkCA(t, true, 0)},
+		{name: "leaf", cert: leaf.Cert, want: "CA:TRUE"},
+		{name: "self-signed without basic constraints", cert: testpki.NewSelfSigned("me").Cert, want: "CA:TRUE"},
+		{name: "CA:TRUE without keyCertSign", cert: mkCA(t, true, x509.KeyUsageDigitalSignature), want: "keyCertSign"},
+		{name: "CA:FALSE with keyCertSign", cert: mkCA(t, false, x509.KeyUsageCertSign), want: "CA:TRUE"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := NewEntry("a", tt.cert, true, "test")
+			if tt.want == "" {
+				require.NoError(t, err)
+				assert.True(t, e.IsCA())
+				assert.Equal(t, FingerprintOf(tt.cert), e.Fingerprint)
+				return
+			}
+			require.ErrorIs(t, err, ErrNotCA)
+			assert.ErrorContains(t, err, tt.want)
+			// Pinned, any certificate is fine and never a CA entry.
+			e, err = NewEntry("a", tt.cert, false, "test")
+			require.NoError(t, err)
+			assert.False(t, e.IsCA())
+		})
+	}
+}
+
+// mkCA makes a self-signed certificate with the given CA flag and key
+// usage (0: no key usage extension).
+func mkCA(t *testing.T, isCA bool, ku x509.KeyUsage) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		BasicConstraintsValid: true, IsCA: isCA, KeyUsage: ku,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	require.NoError(t, err)
+	c, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return c
 }
 
 func TestAllowListErrors(t *testing.T) {

@@ -37,13 +37,17 @@ func IsStorageError(err error) bool {
 	return errors.As(err, &se)
 }
 
-// Record is a runtime certificate as persisted in storage.
+// Record is a runtime certificate as persisted in storage. It pins exactly
+// that certificate unless CA is set.
 type Record struct {
-	Alias   string            `json:"alias"`
-	PEM     string            `json:"pem"`
-	Tier    string            `json:"tier,omitempty"`
-	Meta    map[string]string `json:"meta,omitempty"`
-	AddedAt time.Time         `json:"added_at"`
+	Alias string            `json:"alias"`
+	PEM   string            `json:"pem"`
+	Tier  string            `json:"tier,omitempty"`
+	Meta  map[string]string `json:"meta,omitempty"`
+	// CA admits every certificate this CA issued; the certificate must then
+	// be a CA (see CheckCA).
+	CA      bool      `json:"ca,omitempty"`
+	AddedAt time.Time `json:"added_at"`
 }
 
 // DenyRecord is one denied certificate, refused on every route.
@@ -152,8 +156,11 @@ func entryFromRecord(rec Record, source string) (*Entry, error) {
 	if len(certs) != 1 {
 		return nil, fmt.Errorf("%w: pem holds %d certificates; give one certificate per alias", ErrInvalid, len(certs))
 	}
-	e := &Entry{Alias: rec.Alias, Cert: certs[0], Tier: rec.Tier, Meta: rec.Meta, Source: source, AddedAt: rec.AddedAt}
-	e.Fingerprint = FingerprintOf(e.Cert)
+	e, err := NewEntry(rec.Alias, certs[0], rec.CA, source)
+	if err != nil {
+		return nil, fmt.Errorf("%w: \"ca\": true: %v; without \"ca\" the record pins exactly this certificate", ErrInvalid, err)
+	}
+	e.Tier, e.Meta, e.AddedAt = rec.Tier, rec.Meta, rec.AddedAt
 	return e, nil
 }
 
