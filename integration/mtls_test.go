@@ -194,8 +194,8 @@ func TestNginxRejected(t *testing.T) {
 	})
 }
 
-// TestAllowList: allow with meta, a CA on the allow list, allow_dir, and
-// an allow list changed by a config reload.
+// TestAllowList: allow with meta, a CA on the allow list (allow_ca),
+// allow_dir, and an allow list changed by a config reload.
 func TestAllowList(t *testing.T) {
 	p := newPKI(t)
 	port := freePort(t)
@@ -233,11 +233,12 @@ func TestAllowList(t *testing.T) {
 	want["alias"] = "alice"
 	expectOK(t, "alice from allow_dir", status, body, want)
 
-	// A CA on the allow list (no trust_pool): anything it issued is allowed.
+	// A CA on the allow list (allow_ca, no trust_pool): anything it issued
+	// is allowed, under the CA entry's alias.
 	c.Reload(mtlsSite(port, "Ssl-Client-Cert",
 		"profile nginx",
 		"trusted_sources 127.0.0.1/32",
-		"allow corp ca.pem",
+		"allow_ca corp ca.pem",
 	))
 	status, body = f.get(t, "bob")
 	want = identity(p.Clients["bob"], "nginx")

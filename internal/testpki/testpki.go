@@ -228,19 +228,19 @@ func NewSelfSigned(cn string, opts ...Option) *Cert {
 
 // NewImpostor makes what an attacker can make without impersonated's key: a
 // CA certificate whose subject and issuer names are impersonated's subject,
-// signed by a fresh key of the attacker's (so it verifies under nothing but
-// itself), carrying whatever the options say (CRL distribution points,
-// OCSP servers).
+// with a key of its own, signed by another key of the attacker's (so it
+// verifies under nothing anyone trusts, not even itself), carrying whatever
+// the options say (CRL distribution points, OCSP servers).
 func NewImpostor(impersonated *Cert, opts ...Option) *Cert {
 	o := newOptions(opts)
 	tmpl := caTemplate("", o)
 	tmpl.RawSubject = impersonated.Cert.RawSubject
-	// The issuer name is the parent's subject; the parent's key is not
-	// consulted, so a template naming impersonated and the attacker's key
-	// make the forgery.
+	// The issuer name is the parent's subject; the parent's public key is
+	// not consulted, so a template naming impersonated and the attacker's
+	// signing key make the forgery.
 	parent := &x509.Certificate{RawSubject: impersonated.Cert.RawSubject}
-	key := newKey(o.keyType)
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), key)
+	key, signer := newKey(o.keyType), newKey(o.keyType)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
 	if err != nil {
 		panic(err)
 	}
