@@ -5,9 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"math/big"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -141,24 +138,11 @@ func TestUnmarshalRevocation(t *testing.T) {
 // OCSP responder). Revocation must fetch the leaf's own CRL (the leaf is on
 // the verified chain) and never the impostor's URLs.
 func TestRevocationFetchesOnlyFromTheVerifiedChain(t *testing.T) {
-	var mu sync.Mutex
-	hits := map[string]int{}
-	var leafCRL []byte
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		hits[r.URL.Path]++
-		mu.Unlock()
-		if r.URL.Path == "/leaf.crl" {
-			_, _ = w.Write(leafCRL)
-			return
-		}
-		http.Error(w, "nothing here", http.StatusNotFound)
-	}))
+	srv := testpki.NewListener()
 	t.Cleanup(srv.Close)
-
 	p := newPKI(t)
 	leaf := p.root.NewLeaf("client", testpki.CRLDistributionPoints(srv.URL+"/leaf.crl"))
-	leafCRL = crl(t, p.root)
+	srv.Serve("/leaf.crl", crl(t, p.root))
 	impostor := testpki.NewImpostor(p.root,
 		testpki.CRLDistributionPoints(srv.URL+"/impostor.crl"),
 		testpki.OCSPServers(srv.URL+"/impostor-ocsp"))
@@ -175,9 +159,7 @@ func TestRevocationFetchesOnlyFromTheVerifiedChain(t *testing.T) {
 		{name: "trust pool", h: Handler{TrustPoolRaw: trustPool(p.rootFile)}, sent: []*testpki.Cert{leaf, impostor}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			mu.Lock()
-			clear(hits)
-			mu.Unlock()
+			before := srv.Hits()
 			h := tt.h
 			h.Profile, h.TrustedSources, h.Revocation, h.CacheSize = "rfc9440", []string{"10.0.0.0/8"}, rev, -1
 			require.NoError(t, provision(t, &h))
@@ -187,9 +169,11 @@ func TestRevocationFetchesOnlyFromTheVerifiedChain(t *testing.T) {
 			}
 			resp := serve(t, &h, request{headers: withChain(rfc9440(tt.sent[0]), chain...)})
 			assert.Equal(t, 200, resp.status, "the leaf's own CRL, verified with its real issuer, says good: %v", resp.err)
-			mu.Lock()
-			defer mu.Unlock()
-			assert.Equal(t, map[string]int{"/leaf.crl": 1}, hits, "only the verified leaf's URL is fetched")
+			after := srv.Hits()
+			for path := range after {
+				after[path] -= before[path]
+			}
+			assert.Equal(t, map[string]int{"/leaf.crl": 1}, after, "only the verified leaf's URL is fetched")
 		})
 	}
 }

@@ -8,14 +8,11 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -192,21 +189,7 @@ func TestUntrustedPeerHeaderRemovedWithTLSClient(t *testing.T) {
 // pinned leaf and a trust pool alike.
 func TestRevocationFetchesOnlyVerifiedCertificates(t *testing.T) {
 	p := newPKI(t)
-	var (
-		mu      sync.Mutex
-		hits    = map[string]int{}
-		leafCRL []byte
-	)
-	listener := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		hits[r.URL.Path]++
-		mu.Unlock()
-		if r.URL.Path == "/leaf.crl" {
-			_, _ = w.Write(leafCRL)
-			return
-		}
-		http.Error(w, "nothing here", http.StatusNotFound)
-	}))
+	listener := testpki.NewListener()
 	t.Cleanup(listener.Close)
 
 	leaf := p.Root.NewLeaf("revocable-client", testpki.CRLDistributionPoints(listener.URL+"/leaf.crl"))
@@ -216,7 +199,7 @@ func TestRevocationFetchesOnlyVerifiedCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leafCRL = der
+	listener.Serve("/leaf.crl", der)
 	forged := testpki.NewImpostor(p.Root,
 		testpki.CRLDistributionPoints(listener.URL+"/forged.crl"),
 		testpki.OCSPServers(listener.URL+"/forged-ocsp"))
@@ -237,8 +220,7 @@ func TestRevocationFetchesOnlyVerifiedCertificates(t *testing.T) {
 				pems += string(c.PEM())
 			}
 			forgedHits := func() int {
-				mu.Lock()
-				defer mu.Unlock()
+				hits := listener.Hits()
 				return hits["/forged.crl"] + hits["/forged-ocsp"]
 			}
 			before := forgedHits()
@@ -257,9 +239,7 @@ func TestRevocationFetchesOnlyVerifiedCertificates(t *testing.T) {
 	check("allow_ca", caPort, leaf, forged)
 	check("allow_ca, real CA sent after the forgery", caPort, leaf, forged, p.Root)
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(hits) != 1 || hits["/leaf.crl"] == 0 {
+	if hits := listener.Hits(); len(hits) != 1 || hits["/leaf.crl"] == 0 {
 		t.Errorf("requests to the listener: %v, want only /leaf.crl", hits)
 	}
 }

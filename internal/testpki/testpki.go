@@ -239,16 +239,8 @@ func NewImpostor(impersonated *Cert, opts ...Option) *Cert {
 	// not consulted, so a template naming impersonated and the attacker's
 	// signing key make the forgery.
 	parent := &x509.Certificate{RawSubject: impersonated.Cert.RawSubject}
-	key, signer := newKey(o.keyType), newKey(o.keyType)
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
-	if err != nil {
-		panic(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		panic(err)
-	}
-	return &Cert{Cert: cert, Key: key}
+	key := newKey(o.keyType)
+	return &Cert{Cert: create(tmpl, parent, key, newKey(o.keyType)), Key: key}
 }
 
 func name(cn string, o *options) pkix.Name {
@@ -279,6 +271,12 @@ func sign(tmpl *x509.Certificate, issuer *Cert, key crypto.Signer) *Cert {
 	if issuer != nil {
 		parent, signer = issuer.Cert, issuer.Key
 	}
+	return &Cert{Cert: create(tmpl, parent, key, signer), Key: key, Issuer: issuer}
+}
+
+// create makes the certificate of tmpl for key, issued under parent's
+// subject and signed by signer.
+func create(tmpl, parent *x509.Certificate, key, signer crypto.Signer) *x509.Certificate {
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
 	if err != nil {
 		panic(err)
@@ -287,7 +285,7 @@ func sign(tmpl *x509.Certificate, issuer *Cert, key crypto.Signer) *Cert {
 	if err != nil {
 		panic(err)
 	}
-	return &Cert{Cert: cert, Key: key, Issuer: issuer}
+	return cert
 }
 
 // DER is the certificate's DER encoding.
