@@ -111,6 +111,11 @@ type Runtime struct {
 	// that a full load has succeeded.
 	token  string
 	loaded bool
+
+	// listing is held by a reload's listings, and shared by this
+	// instance's writes and deletes of records, so a listing never sees a
+	// file of ours vanish under it (see listJSON).
+	listing sync.RWMutex
 }
 
 type apiFingerprint struct {

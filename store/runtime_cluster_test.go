@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -195,8 +197,9 @@ func TestRuntimeOldStampsTrusted(t *testing.T) {
 	require.NoError(t, err)
 	cs.counts()
 	require.NoError(t, b.Sync(ctx))
-	// token + the new record; 2 lists; 51 stats.
-	assert.Equal(t, map[string]int{"Load": 2, "List": 2, "Stat": 51}, cs.counts())
+	// token + the new record; 2 lists (the deny folder is absent, which one
+	// Exists confirms); 51 stats.
+	assert.Equal(t, map[string]int{"Load": 2, "List": 2, "Exists": 1, "Stat": 51}, cs.counts())
 	assert.Equal(t, 51, b.Snapshot().APIs["api"].Len())
 }
 
@@ -260,5 +263,85 @@ func TestRuntimeStorageFailureKeepsSnapshot(t *testing.T) {
 			require.NoError(t, b.Sync(ctx))
 			assert.Equal(t, []string{"k-00001", "k-00002"}, aliases(b.Snapshot(), "api"))
 		})
+	}
+}
+
+// TestRuntimeListingEntryVanished: a listing that fails with "not exist"
+// while the folder exists (a file vanished under FileStorage's walk) is
+// retried, and never read as "no records".
+func TestRuntimeListingEntryVanished(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := newTestClock()
+	a, b, cs := pair(t, clock)
+	fill(t, a, clock, "api", records(3, "v"))
+	require.NoError(t, b.Sync(ctx))
+	before := b.Snapshot()
+	_, err := a.AddCert(ctx, "api", records(1, "w")[0]) // b has a reload to do
+	require.NoError(t, err)
+
+	failures := 0
+	cs.setFail(func(op, key string) error {
+		if op == "List" && key == "mtls_auth/apis" && failures < 3 {
+			failures++
+			return fmt.Errorf("lstat mtls_auth/apis/api/certs/.tmp123: %w", fs.ErrNotExist)
+		}
+		return nil
+	})
+	err = b.Sync(ctx)
+	require.Error(t, err)
+	assert.True(t, IsStorageError(err))
+	assert.Contains(t, err.Error(), "vanished")
+	assert.Same(t, before, b.Snapshot(), "kept, not emptied")
+	assert.Equal(t, 3, failures, "retried")
+
+	failures = 1 // fails once more, then the retry succeeds
+	require.NoError(t, b.Sync(ctx))
+	assert.Equal(t, 4, b.Snapshot().APIs["api"].Len())
+}
+
+// TestRuntimeReloadDuringWritesOnFiles: over a real file storage, one
+// instance reloads again and again while writes go on, its own and another
+// instance's: its snapshot never loses a record that was there all along.
+func TestRuntimeReloadDuringWritesOnFiles(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fstore := &certmagic.FileStorage{Path: t.TempDir()}
+	a, b := NewRuntime(fstore, "mtls_auth"), NewRuntime(fstore, "mtls_auth")
+	base := records(100, "base")
+	_, err := a.AddCerts(ctx, "api", base)
+	require.NoError(t, err)
+	require.NoError(t, a.Sync(ctx))
+	require.NoError(t, b.Sync(ctx))
+
+	churn := records(40, "churn")
+	var wg sync.WaitGroup
+	for w, r := range []*Runtime{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(churn); i += 2 {
+				_, err := r.AddCert(ctx, "api", churn[i])
+				assert.NoError(t, err)
+				assert.NoError(t, r.RemoveCert(ctx, "api", churn[i].Alias))
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for syncs := 0; ; syncs++ {
+		select {
+		case <-done:
+			t.Logf("%d syncs during the writes", syncs)
+			return
+		default:
+		}
+		if err := a.Sync(ctx); err != nil {
+			require.True(t, IsStorageError(err), "%v", err)
+		}
+		list := a.Snapshot().APIs["api"]
+		for _, rec := range base {
+			require.NotNil(t, list.Alias(rec.Alias), "sync %d lost %s", syncs, rec.Alias)
+		}
 	}
 }

@@ -148,22 +148,40 @@ func trustedStamp(info certmagic.KeyInfo, now time.Time) string {
 
 // listJSON lists the .json keys below dir; a missing dir is empty. (The
 // .json filter also skips a file storage's temporary files.)
+//
+// FileStorage's List walks the folder and fails with "not exist" when an
+// entry it read vanishes before it stats it: a temporary file renamed into
+// place, a record deleted. That must not read as "no records": only a
+// folder that is itself absent is empty. This instance's own writes are
+// kept out of the listing (r.listing); another instance's can still race
+// it, so the listing is retried, then reported as a storage failure (the
+// snapshot is kept and the next tick tries again).
 func (r *Runtime) listJSON(ctx context.Context, dir string) ([]string, error) {
-	keys, err := r.storage.List(ctx, dir, true)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
+	const attempts = 3
+	for i := 1; ; i++ {
+		r.listing.Lock()
+		keys, err := r.storage.List(ctx, dir, true)
+		r.listing.Unlock()
+		if err == nil {
+			out := keys[:0]
+			for _, k := range keys {
+				if strings.HasSuffix(k, ".json") {
+					out = append(out, k)
+				}
+			}
+			sort.Strings(out)
+			return out, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		if !r.storage.Exists(ctx, dir) {
 			return nil, nil
 		}
-		return nil, err
-	}
-	out := keys[:0]
-	for _, k := range keys {
-		if strings.HasSuffix(k, ".json") {
-			out = append(out, k)
+		if i == attempts {
+			return nil, fmt.Errorf("%v (entries vanished during the listing: writes under way elsewhere)", err)
 		}
 	}
-	sort.Strings(out)
-	return out, nil
 }
 
 // parseRecord parses one stored record.

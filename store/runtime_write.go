@@ -133,7 +133,7 @@ func (r *Runtime) storeAll(ctx context.Context, keys []string, data [][]byte) (i
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			err := r.storage.Store(ctx, keys[i], data[i])
+			err := r.write(func() error { return r.storage.Store(ctx, keys[i], data[i]) })
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && (failure == nil || i < failedAt) {
@@ -152,7 +152,7 @@ func (r *Runtime) storeAll(ctx context.Context, keys []string, data [][]byte) (i
 			wrote = true
 			// Best effort: if this fails too, the next reload anywhere
 			// loads the record, as if it had been added.
-			_ = r.storage.Delete(ctx, keys[i])
+			_ = r.write(func() error { return r.storage.Delete(ctx, keys[i]) })
 		}
 	}
 	if wrote {
@@ -178,7 +178,7 @@ func (r *Runtime) RemoveCert(ctx context.Context, api, alias string) error {
 		return fmt.Errorf("%w: no alias '%s' in API '%s'", ErrNotFound, alias, api)
 	}
 	ctx = context.WithoutCancel(ctx)
-	if err := r.storage.Delete(ctx, key); err != nil {
+	if err := r.write(func() error { return r.storage.Delete(ctx, key) }); err != nil {
 		return &StorageError{fmt.Errorf("deleting certificate: %v", err)}
 	}
 	r.mu.Lock()
@@ -231,7 +231,7 @@ func (r *Runtime) UpdateCert(ctx context.Context, api, alias string, edit func(*
 		return nil, err
 	}
 	ctx = context.WithoutCancel(ctx)
-	if err := r.storage.Store(ctx, key, data); err != nil {
+	if err := r.write(func() error { return r.storage.Store(ctx, key, data) }); err != nil {
 		return nil, &StorageError{fmt.Errorf("storing certificate: %v", err)}
 	}
 	r.mu.Lock()
@@ -267,7 +267,7 @@ func (r *Runtime) Deny(ctx context.Context, rec DenyRecord) (DenyRecord, error) 
 	}
 	defer r.release("", []string{key}, nil)
 	ctx = context.WithoutCancel(ctx)
-	if err := r.storage.Store(ctx, key, data); err != nil {
+	if err := r.write(func() error { return r.storage.Store(ctx, key, data) }); err != nil {
 		return rec, &StorageError{fmt.Errorf("storing deny entry: %v", err)}
 	}
 	r.mu.Lock()
@@ -294,7 +294,7 @@ func (r *Runtime) Undeny(ctx context.Context, fingerprint string) error {
 		return fmt.Errorf("%w: %s is not denied", ErrNotFound, fp)
 	}
 	ctx = context.WithoutCancel(ctx)
-	if err := r.storage.Delete(ctx, key); err != nil {
+	if err := r.write(func() error { return r.storage.Delete(ctx, key) }); err != nil {
 		return &StorageError{fmt.Errorf("deleting deny entry: %v", err)}
 	}
 	r.mu.Lock()
@@ -303,6 +303,14 @@ func (r *Runtime) Undeny(ctx context.Context, fingerprint string) error {
 	r.mu.Unlock()
 	_ = r.ann.announce(ctx, r.writeToken)
 	return nil
+}
+
+// write runs a storage write or delete of a record outside any listing of
+// this instance (see listJSON).
+func (r *Runtime) write(f func() error) error {
+	r.listing.RLock()
+	defer r.listing.RUnlock()
+	return f()
 }
 
 // claim marks key as changing; a second request on it is a conflict.

@@ -61,11 +61,17 @@ func (m *memStorage) Delete(_ context.Context, key string) error {
 	return nil
 }
 
+// Exists is true for a file, and for a folder (a prefix of files), like
+// FileStorage.
 func (m *memStorage) Exists(_ context.Context, key string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, ok := m.files[key]
-	return ok
+	for k := range m.files {
+		if k == key || strings.HasPrefix(k, key+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // List returns the files below prefix (recursive only; the runtime needs
