@@ -250,6 +250,14 @@ func (a *App) registerAPI(api string) {
 	a.reg.mu.Unlock()
 }
 
+// apiConfigured reports whether a route of this configuration serves api.
+func (a *App) apiConfigured(api string) bool {
+	a.reg.mu.Lock()
+	defer a.reg.mu.Unlock()
+	_, ok := a.reg.apis[api]
+	return ok
+}
+
 // unwatch removes a handler, at its cleanup.
 func (a *App) unwatch(r reloader) {
 	a.reg.mu.Lock()

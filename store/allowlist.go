@@ -8,9 +8,13 @@ package store
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/mtlsauth/caddy-mtls-auth/pathverify"
@@ -82,53 +86,180 @@ func CheckCA(cert *x509.Certificate) error {
 
 // AllowList indexes entries by fingerprint and alias, and keeps the CA
 // entries as a pool to build chains to. It is immutable and safe for
-// concurrent use.
+// concurrent use. A runtime list changes by deriving a new list (with,
+// without) that shares almost all of its index with the old one, so taking
+// or dropping one certificate costs O(log n), not a rebuild.
 type AllowList struct {
-	entries       []*Entry
-	byFingerprint map[Fingerprint]*Entry
-	byAlias       map[string]*Entry
+	byFingerprint pmap[Fingerprint, *Entry]
+	byAlias       pmap[string, *Entry]
+	caEntries     []*Entry       // the CA entries, in the order added
 	cas           *x509.CertPool // nil when no entry is a CA
+
+	// entries is the listing order: as given to NewAllowList, or by alias
+	// for a derived list, where it is built on first use.
+	entries     []*Entry
+	entriesOnce sync.Once
+}
+
+// fingerprintHash places a fingerprint in the index: it is already a
+// SHA-256, so its first bytes are as good a hash as any.
+func fingerprintHash(fp Fingerprint) uint64 { return binary.LittleEndian.Uint64(fp[:8]) }
+
+// aliasSeed keys the alias hash; random per process.
+var aliasSeed = maphash.MakeSeed()
+
+func aliasHash(s string) uint64 { return maphash.String(aliasSeed, s) }
+
+func emptyAllowList() *AllowList {
+	return &AllowList{
+		byFingerprint: newPmap[Fingerprint, *Entry](fingerprintHash),
+		byAlias:       newPmap[string, *Entry](aliasHash),
+	}
 }
 
 // NewAllowList indexes entries. Aliases must be unique and a certificate may
 // be listed once.
 func NewAllowList(entries []*Entry) (*AllowList, error) {
-	l := &AllowList{
-		entries:       entries,
-		byFingerprint: make(map[Fingerprint]*Entry, len(entries)),
-		byAlias:       make(map[string]*Entry, len(entries)),
-	}
+	l := emptyAllowList()
 	for _, e := range entries {
 		if e.Alias == "" {
 			return nil, fmt.Errorf("certificate from %s has no alias", e.Source)
 		}
-		if prev, dup := l.byAlias[e.Alias]; dup {
+		if prev := l.Alias(e.Alias); prev != nil {
 			return nil, fmt.Errorf("alias '%s' is used twice (%s and %s)", e.Alias, prev.Source, e.Source)
 		}
 		e.Fingerprint = FingerprintOf(e.Cert)
-		if prev, dup := l.byFingerprint[e.Fingerprint]; dup {
+		if prev := l.Lookup(e.Fingerprint); prev != nil {
 			return nil, fmt.Errorf("certificate of alias '%s' (%s) is already allowed as '%s'", e.Alias, e.Source, prev.Alias)
 		}
-		l.byAlias[e.Alias] = e
-		l.byFingerprint[e.Fingerprint] = e
+		l.byAlias = l.byAlias.set(e.Alias, e)
+		l.byFingerprint = l.byFingerprint.set(e.Fingerprint, e)
 		if e.IsCA() {
-			if l.cas == nil {
-				l.cas = x509.NewCertPool()
-			}
-			l.cas.AddCert(e.Cert)
+			l.caEntries = append(l.caEntries, e)
 		}
 	}
+	l.cas = caPool(l.caEntries)
+	l.entries = entries
 	return l, nil
 }
 
-// Len is the number of entries.
-func (l *AllowList) Len() int { return len(l.entries) }
+// caPool pools the CA entries' certificates; nil for none.
+func caPool(cas []*Entry) *x509.CertPool {
+	if len(cas) == 0 {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	for _, e := range cas {
+		pool.AddCert(e.Cert)
+	}
+	return pool
+}
 
-// Entries returns the entries in the order they were given.
-func (l *AllowList) Entries() []*Entry { return l.entries }
+// with returns l (which may be nil) plus e, replacing the entry of the same
+// alias. e.Fingerprint must be set. If e's certificate is listed under
+// another alias, the list is returned unchanged with ok false: a
+// certificate has one alias per list. Costs O(log n), plus O(number of CA
+// entries) when a CA comes or goes.
+func (l *AllowList) with(e *Entry) (_ *AllowList, ok bool) {
+	if l == nil {
+		l = emptyAllowList()
+	}
+	if prev := l.Lookup(e.Fingerprint); prev != nil && prev.Alias != e.Alias {
+		return l, false
+	}
+	n := emptyAllowList()
+	if base := l.without(e.Alias); base != nil {
+		// A new list: base may be l itself, which must not change.
+		n.byFingerprint, n.byAlias, n.caEntries, n.cas = base.byFingerprint, base.byAlias, base.caEntries, base.cas
+	}
+	n.byAlias = n.byAlias.set(e.Alias, e)
+	n.byFingerprint = n.byFingerprint.set(e.Fingerprint, e)
+	if e.IsCA() {
+		n.caEntries = append(n.caEntries[:len(n.caEntries):len(n.caEntries)], e)
+		n.cas = caPool(n.caEntries)
+	}
+	return n, true
+}
 
-// Lookup finds an entry by the fingerprint of its certificate.
-func (l *AllowList) Lookup(fp Fingerprint) *Entry { return l.byFingerprint[fp] }
+// without returns l less the entry of alias: l itself when there is none,
+// nil when that leaves it empty. Costs as with does.
+func (l *AllowList) without(alias string) *AllowList {
+	if l == nil {
+		return nil
+	}
+	e := l.Alias(alias)
+	if e == nil {
+		return l
+	}
+	if l.Len() == 1 {
+		return nil
+	}
+	n := &AllowList{
+		byFingerprint: l.byFingerprint,
+		byAlias:       l.byAlias.del(alias),
+		caEntries:     l.caEntries,
+		cas:           l.cas,
+	}
+	if held, _ := n.byFingerprint.get(e.Fingerprint); held == e {
+		n.byFingerprint = n.byFingerprint.del(e.Fingerprint)
+	}
+	if e.IsCA() {
+		n.caEntries = make([]*Entry, 0, len(l.caEntries))
+		for _, c := range l.caEntries {
+			if c != e {
+				n.caEntries = append(n.caEntries, c)
+			}
+		}
+		n.cas = caPool(n.caEntries)
+	}
+	return n
+}
+
+// Len is the number of entries; 0 for a nil list.
+func (l *AllowList) Len() int {
+	if l == nil {
+		return 0
+	}
+	return l.byAlias.Len()
+}
+
+// Entries returns the entries: in the order given for a list built by
+// NewAllowList, by alias for a runtime list. The first call on a runtime
+// list sorts it (O(n log n)); the result is shared, do not modify it.
+func (l *AllowList) Entries() []*Entry {
+	l.entriesOnce.Do(func() {
+		if l.entries != nil {
+			return
+		}
+		out := make([]*Entry, 0, l.Len())
+		l.byAlias.each(func(_ string, e *Entry) bool {
+			out = append(out, e)
+			return true
+		})
+		sort.Slice(out, func(i, j int) bool { return out[i].Alias < out[j].Alias })
+		l.entries = out
+	})
+	return l.entries
+}
+
+// Lookup finds an entry by the fingerprint of its certificate; nil for a
+// nil list.
+func (l *AllowList) Lookup(fp Fingerprint) *Entry {
+	if l == nil {
+		return nil
+	}
+	e, _ := l.byFingerprint.get(fp)
+	return e
+}
+
+// Alias finds an entry by its alias; nil for a nil list.
+func (l *AllowList) Alias(alias string) *Entry {
+	if l == nil {
+		return nil
+	}
+	e, _ := l.byAlias.get(alias)
+	return e
+}
 
 // Match returns the entry that admits a client presenting leaf (with its
 // fingerprint fp) and intermediates, or nil, and the chain the admission
@@ -141,7 +272,7 @@ func (l *AllowList) Lookup(fp Fingerprint) *Entry { return l.byFingerprint[fp] }
 // names the CA as its issuer is not admitted. A pinned certificate admits
 // nothing but itself, whatever its extensions.
 func (l *AllowList) Match(leaf *x509.Certificate, fp Fingerprint, intermediates []*x509.Certificate, now time.Time) (*Entry, []*x509.Certificate) {
-	if e := l.byFingerprint[fp]; e != nil {
+	if e := l.Lookup(fp); e != nil {
 		return e, []*x509.Certificate{leaf}
 	}
 	if l.cas == nil {
@@ -157,7 +288,7 @@ func (l *AllowList) Match(leaf *x509.Certificate, fp Fingerprint, intermediates 
 	bestDepth := -1
 	for _, chain := range chains {
 		for depth, c := range chain[1:] {
-			if e := l.byFingerprint[FingerprintOf(c)]; e != nil && e.IsCA() {
+			if e := l.Lookup(FingerprintOf(c)); e != nil && e.IsCA() {
 				if best == nil || depth < bestDepth {
 					best, bestDepth, bestChain = e, depth, chain[:depth+2]
 				}

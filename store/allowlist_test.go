@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,4 +149,59 @@ func TestAllowListErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "already allowed as 'a'")
 	_, err = NewAllowList([]*Entry{{Cert: c.Cert}})
 	assert.ErrorContains(t, err, "no alias")
+}
+
+// TestAllowListWithWithout: deriving lists leaves the old ones as they
+// were, keeps one alias per certificate, and keeps the CA pool in step.
+func TestAllowListWithWithout(t *testing.T) {
+	t.Parallel()
+	root := testpki.NewRoot("root")
+	inter := root.NewIntermediate("inter")
+	leaf := inter.NewLeaf("leaf")
+	now := time.Now()
+	entry := func(alias string, c *testpki.Cert) *Entry {
+		return &Entry{Alias: alias, Cert: c.Cert, Fingerprint: FingerprintOf(c.Cert), CA: strings.HasSuffix(alias, "-ca")}
+	}
+	match := func(l *AllowList, leaf *testpki.Cert) *Entry {
+		e, _ := l.Match(leaf.Cert, FingerprintOf(leaf.Cert), nil, now)
+		return e
+	}
+	fpLeaf := FingerprintOf(leaf.Cert)
+
+	var empty *AllowList
+	assert.Zero(t, empty.Len())
+	assert.Nil(t, empty.Lookup(fpLeaf))
+	assert.Nil(t, empty.without("x"))
+
+	one, ok := empty.with(entry("b-leaf", leaf))
+	require.True(t, ok)
+	two, ok := one.with(entry("a-ca", inter))
+	require.True(t, ok)
+	assert.Equal(t, 1, one.Len(), "the older list is unchanged")
+	other := inter.NewLeaf("other")
+	assert.Nil(t, match(one, other), "no CA in the older list")
+	require.NotNil(t, match(two, other))
+	assert.Equal(t, "a-ca", match(two, other).Alias)
+	assert.Equal(t, []string{"a-ca", "b-leaf"}, []string{two.Entries()[0].Alias, two.Entries()[1].Alias}, "a derived list lists by alias")
+
+	same, ok := two.with(entry("c-again", leaf))
+	assert.False(t, ok, "a certificate has one alias")
+	assert.Same(t, two, same)
+
+	// Replacing an alias's entry (a tier change) keeps one entry.
+	gold := entry("b-leaf", leaf)
+	gold.Tier = "gold"
+	three, ok := two.with(gold)
+	require.True(t, ok)
+	assert.Equal(t, 2, three.Len())
+	assert.Equal(t, "gold", three.Lookup(fpLeaf).Tier)
+	assert.Empty(t, two.Lookup(fpLeaf).Tier)
+
+	noCA := three.without("a-ca")
+	assert.Nil(t, match(noCA, other), "the CA is gone from the pool")
+	assert.NotNil(t, match(three, other))
+	assert.Same(t, noCA, noCA.without("missing"))
+	assert.Nil(t, noCA.without("b-leaf"), "the last entry leaves no list")
+	assert.Nil(t, noCA.Alias("a-ca"))
+	assert.Equal(t, gold, noCA.Alias("b-leaf"))
 }
