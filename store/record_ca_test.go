@@ -43,6 +43,18 @@ func TestRuntimeRecordCA(t *testing.T) {
 	require.NotNil(t, got, "a leaf issued by a \"ca\" record is admitted")
 	assert.Equal(t, "corp", got.Alias)
 
+	// An update (PATCH) changes tier and meta only: it cannot turn a pin
+	// into a CA.
+	e, err = r.UpdateCert(ctx, "payments", "partner", func(rec *Record) error {
+		rec.CA, rec.Tier = true, "gold"
+		return nil
+	})
+	require.NoError(t, err)
+	assert.False(t, e.IsCA())
+	assert.Equal(t, "gold", e.Tier)
+	got, _ = r.Snapshot().APIs["payments"].Match(minted.Cert, FingerprintOf(minted.Cert), nil, now)
+	assert.Nil(t, got, "still pinned after the update")
+
 	before := r.Snapshot()
 	_, err = r.AddCert(ctx, "payments", Record{Alias: "leaf-as-ca", PEM: string(corp.NewLeaf("x").PEM()), CA: true})
 	require.ErrorIs(t, err, ErrInvalid)
