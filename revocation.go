@@ -31,7 +31,10 @@ type Revocation struct {
 	// The responder to ask. Default: the certificate's own (AIA).
 	OCSPResponder string `json:"ocsp_responder,omitempty"`
 	// Allow requests whose revocation status cannot be established (logged
-	// at warn). Default: reject them, 401 `revoked`.
+	// at warn). Default: reject them, 401 `revocation_unknown`, with the
+	// cause in the error message (no CRL covers the issuer, the responder
+	// is down, ...). `revoked` is kept for certificates a CRL or an OCSP
+	// answer lists as revoked.
 	SoftFail bool `json:"soft_fail,omitempty"`
 }
 
@@ -95,9 +98,20 @@ func (v *verifier) checkRevocation(ctx context.Context, chain []*x509.Certificat
 		return "", "", time.Time{}, false
 	}
 	if c := v.logger.Check(zapcore.DebugLevel, "revocation status unknown"); c != nil {
-		c.Write(zap.String("fingerprint", fp), zap.Error(res.Err))
+		c.Write(zap.String("fingerprint", fp), zap.Int("chain_index", res.Which), zap.Error(res.Err))
 	}
-	return reasonRevoked, "revocation status could not be established", time.Time{}, false
+	return reasonRevocationUnknown, unknownDetail(res), time.Time{}, false
+}
+
+// unknownDetail says why the status could not be established, and for
+// which certificate, without certificate material (the error message may
+// reach the client; the log has the full error).
+func unknownDetail(res revocation.Result) string {
+	whose := "the certificate"
+	if res.Which > 0 {
+		whose = "a certificate in the chain"
+	}
+	return "revocation status of " + whose + " could not be established: " + revocation.Explain(res.Err)
 }
 
 // unmarshalRevocation reads the revocation block:

@@ -64,7 +64,9 @@
 // certificate: no CRL or responder covers it, the CRL is stale (past its
 // nextUpdate and no newer one could be loaded), a signature did not verify,
 // the responder answered "unknown", failed, or did not answer within the
-// timeout. Result.Err says why. What to do with Unknown is the caller's
+// timeout; a CRL whose issuer has a key usage without cRLSign is not used.
+// Result.Err says why (with sentinels for errors.Is), and [Explain] says it in
+// words fit for a client-facing message. What to do with Unknown is the caller's
 // decision: reject (hard fail, the safe default) or allow and log (soft fail).
 //
 // # ValidUntil
