@@ -17,10 +17,13 @@ import (
 // intermediates, not the root) are not revoked, by CRL and/or OCSP.
 type Revocation struct {
 	// CRL files (DER or PEM) or http/https URLs. Loaded at startup (one that
-	// cannot be loaded fails the configuration), re-read when the file
-	// changes or the CRL reaches its nextUpdate. A replacement that cannot
-	// be used keeps the last good CRL (logged). A CRL past its nextUpdate
-	// that cannot be refreshed leaves its certificates' status unknown.
+	// cannot be loaded fails the configuration); checked every
+	// `sync_interval` (global option, default 10s) like the certificate
+	// files, and re-read when the file changes or the CRL reaches its
+	// nextUpdate: a replaced CRL takes effect within `sync_interval`. A
+	// replacement that cannot be used keeps the last good CRL (logged once
+	// per change). A CRL past its nextUpdate that cannot be refreshed leaves
+	// its certificates' status unknown.
 	CRL []string `json:"crl,omitempty"`
 	// Also fetch the http/https CRLs named in each certificate's CRL
 	// distribution points (cached until their nextUpdate, bounded).
@@ -53,6 +56,8 @@ func (h *Handler) provisionRevocation() error {
 		CRLFromCertificate: h.Revocation.CRLFromCertificate,
 		OCSP:               h.Revocation.OCSP,
 		OCSPResponder:      h.Revocation.OCSPResponder,
+		RefreshInterval:    h.crlRefreshInterval(),
+		OnReload:           h.crlReloaded,
 		Logger: func(msg, source string, err error) {
 			if err != nil {
 				logger.Warn(msg, zap.String("source", source), zap.Error(err))
