@@ -154,8 +154,12 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start runs the sync loop.
+// Start refuses a configuration in which an mtls_auth handler can never
+// run (routecheck.go), then runs the sync loop.
 func (a *App) Start() error {
+	if err := a.checkConfig(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(a.ctx)
 	a.cancel = cancel
 	a.done = make(chan struct{})
