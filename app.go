@@ -53,6 +53,11 @@ type App struct {
 	// are re-read. Default: 10s.
 	SyncInterval caddy.Duration `json:"sync_interval,omitempty"`
 
+	// The level of the log line written for each rejected request:
+	// `debug` (default), `info` or `warn`. A header from a peer outside
+	// trusted_sources logs at info at least.
+	LogRejections string `json:"log_rejections,omitempty"`
+
 	ctx     caddy.Context
 	logger  *zap.Logger
 	runtime *store.Runtime
@@ -120,6 +125,9 @@ func (a *App) setup(logger *zap.Logger, storage certmagic.Storage) error {
 		a.tiers[t.Name] = t // Validate refuses a name defined twice
 	}
 	a.stats = &throttleStats{}
+	if a.backend() == "redis" {
+		logRedisThroughZap(logger.Named("redis")) // redislog.go
+	}
 	if err := a.provisionLimiter(); err != nil {
 		return err
 	}
@@ -150,6 +158,9 @@ func (a *App) Validate() error {
 	}
 	if a.SyncInterval < caddy.Duration(100*time.Millisecond) {
 		return fmt.Errorf("sync_interval: must be at least 100ms")
+	}
+	if _, ok := rejectionLevels[a.LogRejections]; !ok {
+		return fmt.Errorf("log_rejections: '%s' is not one of debug, info, warn", a.LogRejections)
 	}
 	return nil
 }
