@@ -49,8 +49,8 @@ type App struct {
 	OnError string `json:"on_error,omitempty"`
 
 	// How often runtime certificates (added through the admin API, possibly
-	// on another instance) and certificate files named in the configuration
-	// are re-read. Default: 10s.
+	// on another instance), certificate files and CRL files named in the
+	// configuration are re-read. Default: 10s.
 	SyncInterval caddy.Duration `json:"sync_interval,omitempty"`
 
 	// The level of the log line written for each rejected request:
