@@ -7,18 +7,14 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
-	"net/http"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mtlsauth/caddy-mtls-auth/internal/testocsp"
 	"github.com/mtlsauth/caddy-mtls-auth/internal/testpki"
 )
 
@@ -143,78 +139,6 @@ func TestCRLReplacedWithinSyncInterval(t *testing.T) {
 	}
 }
 
-// opensslOCSP is openssl's OCSP responder behind an HTTP front on
-// 127.0.0.1: `openssl ocsp -port` binds every interface (OpenSSL 3.0 takes
-// a bare port), so each request runs the same responder in its file mode
-// (-reqin/-respout): same index, same signing, same answer bytes.
-type opensslOCSP struct {
-	srv *httptest.Server
-	mu  sync.Mutex
-	dir string
-}
-
-// startOpensslOCSP answers for certificates issued by ca, signing with ca;
-// index is its `openssl ca` database.
-func startOpensslOCSP(t *testing.T, ca *testpki.Cert, index string) *opensslOCSP {
-	t.Helper()
-	bin := lookTool(t, "openssl", "openssl")
-	o := &opensslOCSP{dir: t.TempDir()}
-	for name, data := range map[string][]byte{
-		"index.txt": []byte(index), "index.txt.attr": []byte("unique_subject = no\n"),
-		"ca.pem": ca.PEM(), "key.pem": ca.KeyPEM(),
-	} {
-		if err := os.WriteFile(filepath.Join(o.dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		resp := filepath.Join(o.dir, "resp.der")
-		_ = os.Remove(resp)
-		if err := os.WriteFile(filepath.Join(o.dir, "req.der"), body, 0o600); err != nil {
-			w.WriteHeader(http.StatusInternalServerError)
-			return
-		}
-		cmd := exec.Command(bin, "ocsp", "-index", "index.txt", "-CA", "ca.pem", "-rsigner", "ca.pem", "-rkey", "key.pem",
-			"-nmin", "5", "-reqin", "req.der", "-respout", "resp.der")
-		cmd.Dir = o.dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("openssl ocsp: %v\n%s", err, out)
-			w.WriteHeader(http.StatusInternalServerError)
-			return
-		}
-		der, err := os.ReadFile(resp)
-		if err != nil {
-			w.WriteHeader(http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/ocsp-response")
-		_, _ = w.Write(der)
-	}))
-	t.Cleanup(o.srv.Close)
-	return o
-}
-
-// ocspIndexLine is one line of an `openssl ca` database.
-func ocspIndexLine(c *testpki.Cert, revoked bool) string {
-	const layout = "060102150405Z"
-	serial := fmt.Sprintf("%X", c.Cert.SerialNumber)
-	if len(serial)%2 == 1 {
-		serial = "0" + serial
-	}
-	status, rev := "V", ""
-	if revoked {
-		status, rev = "R", time.Now().Add(-time.Hour).UTC().Format(layout)+",keyCompromise"
-	}
-	return strings.Join([]string{status, c.Cert.NotAfter.UTC().Format(layout), rev, serial, "unknown", "/CN=" + c.Cert.Subject.CommonName}, "\t") + "\n"
-}
-
 // TestRevocationUnknownResponderDown: with openssl's OCSP responder up, a
 // good certificate passes and a revoked one is `revoked`; once it is down,
 // a certificate it has not answered for is `revocation_unknown` with the
@@ -224,9 +148,10 @@ func TestRevocationUnknownResponderDown(t *testing.T) {
 	p := newPKI(t)
 	good, revoked := p.Clients["bob"], p.Root.NewLeaf("revoked-client")
 	late, lateSoft := p.Root.NewLeaf("late-client"), p.Root.NewLeaf("late-soft-client")
-	ocsp := startOpensslOCSP(t, p.Root, ocspIndexLine(good, false)+ocspIndexLine(revoked, true)+
-		ocspIndexLine(late, false)+ocspIndexLine(lateSoft, false))
-	url := ocsp.srv.URL + "/ocsp"
+	ocsp := testocsp.Start(t, p.Root, p.Root)
+	ocsp.SetIndex(t, testocsp.IndexLine(good, time.Time{}, "")+testocsp.IndexLine(revoked, time.Now().Add(-time.Hour), "keyCompromise")+
+		testocsp.IndexLine(late, time.Time{}, "")+testocsp.IndexLine(lateSoft, time.Time{}, ""))
+	url := ocsp.URL()
 	hard, soft := freePort(t), freePort(t)
 	site := func(port int, extra string) string {
 		return errSite(port, "profile rfc9440", "trusted_sources 127.0.0.1/32", "trust_pool file ca.pem",
@@ -243,7 +168,7 @@ func TestRevocationUnknownResponderDown(t *testing.T) {
 		t.Errorf("revoked certificate: %d %q, want 401 revoked", status, body)
 	}
 
-	ocsp.srv.Close()
+	ocsp.Close()
 	status, body = direct(t, hard, "-H", rfc9440Header(late))
 	if status != 401 || !strings.HasPrefix(body, "401 revocation_unknown ") {
 		t.Errorf("responder down: %d %q, want 401 revocation_unknown", status, body)
