@@ -49,9 +49,14 @@ type App struct {
 	OnError string `json:"on_error,omitempty"`
 
 	// How often runtime certificates (added through the admin API, possibly
-	// on another instance) and certificate files named in the configuration
-	// are re-read. Default: 10s.
+	// on another instance), certificate files and CRL files named in the
+	// configuration are re-read. Default: 10s.
 	SyncInterval caddy.Duration `json:"sync_interval,omitempty"`
+
+	// The level of the log line written for each rejected request:
+	// `debug` (default), `info` or `warn`. A header from a peer outside
+	// trusted_sources logs at info at least.
+	LogRejections string `json:"log_rejections,omitempty"`
 
 	ctx     caddy.Context
 	logger  *zap.Logger
@@ -120,6 +125,9 @@ func (a *App) setup(logger *zap.Logger, storage certmagic.Storage) error {
 		a.tiers[t.Name] = t // Validate refuses a name defined twice
 	}
 	a.stats = &throttleStats{}
+	if a.backend() == "redis" {
+		logRedisThroughZap(logger.Named("redis")) // redislog.go
+	}
 	if err := a.provisionLimiter(); err != nil {
 		return err
 	}
@@ -151,11 +159,18 @@ func (a *App) Validate() error {
 	if a.SyncInterval < caddy.Duration(100*time.Millisecond) {
 		return fmt.Errorf("sync_interval: must be at least 100ms")
 	}
+	if _, ok := rejectionLevels[a.LogRejections]; !ok {
+		return fmt.Errorf("log_rejections: '%s' is not one of debug, info, warn", a.LogRejections)
+	}
 	return nil
 }
 
-// Start runs the sync loop.
+// Start refuses a configuration in which an mtls_auth handler can never
+// run (routecheck.go), then runs the sync loop.
 func (a *App) Start() error {
+	if err := a.checkConfig(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(a.ctx)
 	a.cancel = cancel
 	a.done = make(chan struct{})

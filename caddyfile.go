@@ -168,6 +168,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		throttle       local|redis <url>
 //		on_error       allow|deny
 //		sync_interval  <duration>
+//		log_rejections debug|info|warn
 //	}
 //
 // `tier` may be repeated, once per name.
@@ -226,6 +227,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 			app.OnError = v
+		case "log_rejections":
+			v, err := oneOf(d, "debug", "info", "warn")
+			if err != nil {
+				return nil, err
+			}
+			app.LogRejections = v
 		case "sync_interval":
 			v, err := singleArg(d)
 			if err != nil {

@@ -487,6 +487,10 @@ func (h *Handler) compute(r *http.Request, in input, now time.Time) (*outcome, t
 	v := h.verifier.verify(r.Context(), certs, fp, now)
 	if v.reason != "" {
 		o.reason, o.detail, o.rejectedFP = v.reason, v.detail, fp.String()
+		o.rejectedCN = certs[0].Subject.CommonName
+		if v.entry != nil {
+			o.rejectedAlias = v.entry.Alias
+		}
 		return o, now.Add(failureTTL)
 	}
 	o.id = newIdentity(certs[0], fp, v.entry)
@@ -510,26 +514,6 @@ func decodeReason(err error) reason {
 		return reasonUntrustedSource
 	}
 	return reasonMalformed
-}
-
-// logReject logs a rejection at debug (info for forged sources, which an
-// operator wants to see): bad client input is not a server error. Never the
-// header or PEM, only the fingerprint.
-func (h *Handler) logReject(r *http.Request, o *outcome) {
-	level := zapcore.DebugLevel
-	if o.reason == reasonUntrustedSource {
-		level = zapcore.InfoLevel
-	}
-	c := h.logger.Check(level, "client certificate rejected")
-	if c == nil {
-		return
-	}
-	c.Write(
-		zap.String("reason", string(o.reason)),
-		zap.String("detail", o.detail),
-		zap.String("fingerprint", o.rejectedFP),
-		zap.String("remote_addr", r.RemoteAddr),
-	)
 }
 
 // Interface guards

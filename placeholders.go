@@ -17,6 +17,9 @@ type outcome struct {
 	detail  string
 	// fingerprint of a certificate that was decoded but not accepted, for logs.
 	rejectedFP string
+	// its subject CN, and the alias of the allow entry that admitted it
+	// before a later check refused it (revocation), for logs.
+	rejectedCN, rejectedAlias string
 }
 
 const placeholderPrefix = "http.mtls."

@@ -86,8 +86,9 @@ func TestHandlerRevocationUnknown(t *testing.T) {
 			assert.Equal(t, 200, resp.status, "soft_fail allows when no answer can be had")
 		} else {
 			assert.Equal(t, 401, resp.status, "hard fail by default")
-			assert.Equal(t, "revoked", resp.ph("http.mtls.error"))
-			assert.Contains(t, resp.err.Error(), "could not be established")
+			assert.Equal(t, "revocation_unknown", resp.ph("http.mtls.error"), "not revoked: nobody said so")
+			assert.Contains(t, resp.err.Error(), "client certificate revocation_unknown: revocation status of the certificate could not be established: the OCSP responder could not be reached")
+			assert.NotContains(t, resp.err.Error(), "127.0.0.1", "the message carries the cause, not the URL")
 		}
 	}
 }
@@ -176,4 +177,29 @@ func TestRevocationFetchesOnlyFromTheVerifiedChain(t *testing.T) {
 			assert.Equal(t, map[string]int{"/leaf.crl": 1}, after, "only the verified leaf's URL is fetched")
 		})
 	}
+}
+
+// TestHandlerRevocationUnknownCauses checks the reason and the detail for
+// causes found without the network: a CRL for another issuer only, and a
+// CRL whose issuer lacks cRLSign (believed by neither).
+func TestHandlerRevocationUnknownCauses(t *testing.T) {
+	p := newPKI(t)
+	otherCRL := p.write(t, "other.crl", crl(t, testpki.NewRoot("Other CA")))
+	h := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile),
+		Revocation: &Revocation{CRL: []string{otherCRL}}}
+	require.NoError(t, provision(t, h))
+	resp := serve(t, h, request{headers: header(rfc9440(p.alice))})
+	assert.Equal(t, 401, resp.status)
+	assert.Equal(t, "revocation_unknown", resp.ph("http.mtls.error"))
+	assert.Contains(t, resp.err.Error(), "no CRL or OCSP responder covers the certificate's issuer")
+
+	// Only the intermediate's CRL: the leaf is known good, its issuer (the
+	// intermediate, under the root) is not covered.
+	interCRL := p.write(t, "inter.crl", crl(t, p.inter))
+	h = &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile),
+		Revocation: &Revocation{CRL: []string{interCRL}}}
+	require.NoError(t, provision(t, h))
+	resp = serve(t, h, request{headers: withChain(rfc9440(p.carol), rfc9440(p.inter))})
+	assert.Equal(t, "revocation_unknown", resp.ph("http.mtls.error"))
+	assert.Contains(t, resp.err.Error(), "revocation status of a certificate in the chain could not be established: no CRL")
 }

@@ -31,6 +31,10 @@ type filePool struct {
 type fileWatch struct {
 	mu     sync.Mutex
 	stamps map[string]string
+	// failed is the state of the files at the last reload that failed:
+	// the same files are not read (nor the failure logged) again until one
+	// of them changes.
+	failed map[string]string
 }
 
 // provisionTrust loads the trust pool module and builds the first trust
@@ -216,22 +220,23 @@ func (h *Handler) watchesFiles() bool {
 
 // reloadFiles is called by the app's sync loop: when a watched file changed,
 // it rebuilds the trust set and swaps it in. A file that no longer loads
-// keeps the last good set and logs an error naming the file; the reload is
-// tried again on the next tick.
+// keeps the last good set and logs an error naming the file, once: the
+// reload is tried again when a file changes again.
 func (h *Handler) reloadFiles() {
 	h.files.mu.Lock()
 	defer h.files.mu.Unlock()
 	stamps := h.stampFiles()
-	if maps.Equal(stamps, h.files.stamps) {
+	if maps.Equal(stamps, h.files.stamps) || maps.Equal(stamps, h.files.failed) {
 		return
 	}
 	ts, err := h.buildTrust()
 	if err != nil {
+		h.files.failed = stamps
 		h.logger.Error("certificate files changed but do not load; keeping the last good set", zap.Error(err))
 		return
 	}
 	h.verifier.static.Store(ts)
-	h.files.stamps = stamps
+	h.files.stamps, h.files.failed = stamps, nil
 	h.logger.Info("reloaded certificate files", zap.Int("allowed", allowLen(ts)))
 }
 

@@ -112,7 +112,7 @@ func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp sto
 	if v.revocation != nil {
 		r, detail, until, known := v.checkRevocation(ctx, chain, fp.String())
 		if r != "" {
-			return verdict{reason: r, detail: detail}
+			return verdict{reason: r, detail: detail, entry: entry}
 		}
 		vd.revocationUntil, vd.noCache = until, !known
 	}

@@ -139,6 +139,12 @@ type Config struct {
 	// err) a CRL reloaded. source is the file or URL. It is called from
 	// the refresh loop and from Check, concurrently. May be nil.
 	Logger func(msg, source string, err error)
+	// OnReload is called after Refresh put a reloaded configured CRL in
+	// use (not at New), from the goroutine that called Refresh. A caller
+	// that caches results resting on configured CRLs drops them then, so a
+	// replaced CRL takes effect at the next refresh rather than when
+	// ValidUntil passes. May be nil.
+	OnReload func()
 }
 
 // Result is the revocation status of a chain.
@@ -390,6 +396,9 @@ func (c *Checker) Refresh(ctx context.Context) error {
 	}
 	if changed {
 		c.rebuildIndex()
+		if c.cfg.OnReload != nil {
+			c.cfg.OnReload()
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -57,6 +57,7 @@ type options struct {
 	crlURLs             []string
 	ocspURLs            []string
 	org                 string
+	keyUsage            x509.KeyUsage
 }
 
 // Option changes one property of a certificate to be made.
@@ -132,6 +133,10 @@ func OCSPServers(urls ...string) Option { return func(o *options) { o.ocspURLs =
 // Organization sets the subject's O attribute.
 func Organization(org string) Option { return func(o *options) { o.org = org } }
 
+// KeyUsage replaces the key usage bits of a CA or a leaf (e.g. a CA
+// without cRLSign).
+func KeyUsage(ku x509.KeyUsage) Option { return func(o *options) { o.keyUsage = ku } }
+
 func newOptions(opts []Option) *options {
 	o := &options{
 		notBefore: time.Now().Add(-time.Hour),
@@ -201,6 +206,9 @@ func (c *Cert) NewLeaf(cn string, opts ...Option) *Cert {
 		CRLDistributionPoints: o.crlURLs,
 		OCSPServer:            o.ocspURLs,
 	}
+	if o.keyUsage != 0 {
+		tmpl.KeyUsage = o.keyUsage
+	}
 	switch {
 	case o.noEKU:
 	case len(o.eku) > 0:
@@ -252,12 +260,16 @@ func name(cn string, o *options) pkix.Name {
 }
 
 func caTemplate(cn string, o *options) *x509.Certificate {
+	ku := x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+	if o.keyUsage != 0 {
+		ku = o.keyUsage
+	}
 	return &x509.Certificate{
 		SerialNumber:          o.serial,
 		Subject:               name(cn, o),
 		NotBefore:             o.notBefore,
 		NotAfter:              o.notAfter,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		KeyUsage:              ku,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		CRLDistributionPoints: o.crlURLs,
