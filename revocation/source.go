@@ -24,6 +24,8 @@ type crlSource struct {
 	fetchedAt time.Time // URL: last attempt
 	failed    bool      // URL: the last attempt failed
 	stale     bool      // staleness has been logged
+	// last is the outcome of the last refresh, read by CRLs at any time.
+	last atomic.Pointer[refreshNote]
 }
 
 // refresh loads the CRL if it changed (always when initial). It reports
