@@ -33,6 +33,8 @@ const maxAdminBody = 1 << 20
 //	GET    /mtls_auth/deny                       the deny list
 //	POST   /mtls_auth/deny                       {"fingerprint","reason"} -> 201
 //	DELETE /mtls_auth/deny/<fingerprint>         -> 204
+//	GET    /mtls_auth/expiring?within=30d        (admin_status.go)
+//	GET    /mtls_auth/status                     (admin_status.go)
 //
 // It holds no state of its own: each request finds the running
 // configuration's mtls_auth app, so it never breaks a configuration that
@@ -86,6 +88,9 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/mtls_auth/"), "/"), "/")
+	if handled, err := a.serveOps(w, r, app, parts); handled {
+		return err
+	}
 	switch {
 	case len(parts) == 1 && parts[0] == "apis":
 		if err := onlyMethods(r, http.MethodGet); err != nil {

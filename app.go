@@ -53,6 +53,12 @@ type App struct {
 	// are re-read. Default: 10s.
 	SyncInterval caddy.Duration `json:"sync_interval,omitempty"`
 
+	// Configured certificates (allow entries, allow_dir files, trust pool
+	// CAs, runtime stores) whose validity ends within this window are
+	// logged at warn when the configuration loads, and then once a day.
+	// Default: 30d.
+	ExpiryWarning caddy.Duration `json:"expiry_warning,omitempty"`
+
 	ctx     caddy.Context
 	logger  *zap.Logger
 	runtime *store.Runtime
@@ -65,6 +71,9 @@ type App struct {
 	releaseLimiter func()
 	stats          *throttleStats
 	done           chan struct{}
+
+	// ops is what the metrics and the status page read (status.go).
+	ops *appStats
 }
 
 // registry is what the handlers of one configuration tell their app.
@@ -72,6 +81,7 @@ type registry struct {
 	mu       sync.Mutex
 	watchers map[reloader]struct{} // handlers with files to re-read
 	apis     map[string]struct{}   // API names configured on routes
+	routes   map[*Handler]struct{} // every provisioned handler
 }
 
 // reloader is what the sync loop knows of a handler: something with
@@ -106,7 +116,13 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // deny list.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
-	return a.setup(ctx.Logger(), ctx.Storage())
+	if err := a.setup(ctx.Logger(), ctx.Storage()); err != nil {
+		return err
+	}
+	if err := registerMetrics(ctx.GetMetricsRegistry(), a); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
+	return nil
 }
 
 // setup builds the app's state over storage.
@@ -119,13 +135,19 @@ func (a *App) setup(logger *zap.Logger, storage certmagic.Storage) error {
 	for _, t := range a.Tiers {
 		a.tiers[t.Name] = t // Validate refuses a name defined twice
 	}
+	if a.ExpiryWarning == 0 {
+		a.ExpiryWarning = caddy.Duration(defaultExpiryWarning)
+	}
 	a.stats = &throttleStats{}
+	a.ops = newAppStats(a.Tiers)
 	if err := a.provisionLimiter(); err != nil {
 		return err
 	}
-	a.reg = &registry{watchers: map[reloader]struct{}{}, apis: map[string]struct{}{}}
+	a.reg = &registry{watchers: map[reloader]struct{}{}, apis: map[string]struct{}{}, routes: map[*Handler]struct{}{}}
 	a.runtime = store.NewRuntime(storage, storagePrefix)
-	if err := a.runtime.Sync(context.Background()); err != nil {
+	err := a.runtime.Sync(context.Background())
+	a.synced(err)
+	if err != nil {
 		if store.IsStorageError(err) {
 			return fmt.Errorf("reading runtime certificates from storage: %v", err)
 		}
@@ -151,6 +173,9 @@ func (a *App) Validate() error {
 	if a.SyncInterval < caddy.Duration(100*time.Millisecond) {
 		return fmt.Errorf("sync_interval: must be at least 100ms")
 	}
+	if a.ExpiryWarning < 0 {
+		return fmt.Errorf("expiry_warning: must not be negative")
+	}
 	return nil
 }
 
@@ -158,6 +183,7 @@ func (a *App) Validate() error {
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(a.ctx)
 	a.cancel = cancel
+	a.warnExpiring(time.Now())
 	a.done = make(chan struct{})
 	go a.syncLoop(ctx, time.Duration(a.SyncInterval))
 	return nil
@@ -188,7 +214,9 @@ func (a *App) syncLoop(ctx context.Context, every time.Duration) {
 
 // syncOnce re-reads storage and the handlers' watched files.
 func (a *App) syncOnce(ctx context.Context) {
-	if err := a.runtime.Sync(ctx); err != nil {
+	err := a.runtime.Sync(ctx)
+	a.synced(err)
+	if err != nil {
 		a.logger.Error("syncing runtime certificates", zap.Error(err))
 	}
 	a.reg.mu.Lock()
@@ -200,6 +228,7 @@ func (a *App) syncOnce(ctx context.Context) {
 	for _, w := range watchers {
 		w.reloadFiles()
 	}
+	a.warnExpiringDaily(time.Now())
 }
 
 // validateTier checks one tier against the tiers defined before it. It is

@@ -50,6 +50,7 @@ func (h *Handler) provisionRevocation() error {
 		CRLFromCertificate: h.Revocation.CRLFromCertificate,
 		OCSP:               h.Revocation.OCSP,
 		OCSPResponder:      h.Revocation.OCSPResponder,
+		Observer:           observeRevocation,
 		Logger: func(msg, source string, err error) {
 			if err != nil {
 				logger.Warn(msg, zap.String("source", source), zap.Error(err))
