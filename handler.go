@@ -295,6 +295,7 @@ func (h *Handler) Cleanup() error {
 		h.app.unwatch(h)
 		h.app.removeRoute(h)
 	}
+	h.stats.retire()
 	if h.verifier != nil && h.verifier.revocation != nil {
 		return h.verifier.revocation.Close()
 	}
@@ -395,6 +396,7 @@ type input struct {
 func (h *Handler) authenticate(r *http.Request) *outcome {
 	in, done := h.input(r)
 	if done != nil {
+		h.stats.unverifiedRequest()
 		return done
 	}
 	now := h.now()

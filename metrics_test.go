@@ -24,15 +24,15 @@ import (
 // sequential one has finished).
 
 func requests(api, source, result, reason string) float64 {
-	return testutil.ToFloat64(requestsTotal.WithLabelValues(api, source, result, reason))
+	return float64(requestTotals()[requestLabels{api, source, result, reason}])
 }
 
-// histogramCount is the number of observations of a histogram child.
-func histogramCount(t *testing.T, o prometheus.Observer) uint64 {
+// histogram reads one of the verify_duration_seconds histograms.
+func histogram(t *testing.T, h *durationHistogram) *dto.Histogram {
 	t.Helper()
 	var m dto.Metric
-	require.NoError(t, o.(prometheus.Histogram).Write(&m))
-	return m.GetHistogram().GetSampleCount()
+	require.NoError(t, h.metric(verifyDuration.desc, "x").Write(&m))
+	return m.GetHistogram()
 }
 
 func TestMetricsRequests(t *testing.T) {
@@ -86,18 +86,47 @@ func TestMetricsVerifyDuration(t *testing.T) {
 	p := newPKI(t)
 	h := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile)}
 	require.NoError(t, provision(t, h))
-	hits, misses := histogramCount(t, verifyHit), histogramCount(t, verifyMiss)
+	hits, misses := histogram(t, &verifyDuration.hit).GetSampleCount(), histogram(t, &verifyDuration.miss).GetSampleCount()
 
 	alice := request{headers: header(rfc9440(p.alice))}
 	require.Equal(t, 200, serve(t, h, alice).status)
-	require.Equal(t, 200, serve(t, h, alice).status)
-	require.Equal(t, 200, serve(t, h, alice).status)
+	const n = 20 * hitSample
+	for i := 0; i < n; i++ {
+		require.Equal(t, 200, serve(t, h, alice).status)
+	}
 	require.Equal(t, 401, serve(t, h, request{}).status, "nothing to verify: not observed")
+	require.Equal(t, 401, serve(t, h, request{headers: header("junk")}).status, "a miss (decoding fails)")
 
-	assert.Equal(t, misses+1, histogramCount(t, verifyMiss))
-	assert.Equal(t, hits+2, histogramCount(t, verifyHit))
-	assert.Equal(t, uint64(2), h.stats.hits.Load())
-	assert.Equal(t, uint64(1), h.stats.misses.Load())
+	assert.Equal(t, misses+2, histogram(t, &verifyDuration.miss).GetSampleCount())
+	// One hit in 64 is timed at random and counts for 64: the chance that
+	// none of 1280 is timed is about 1e-9.
+	timed := histogram(t, &verifyDuration.hit).GetSampleCount() - hits
+	assert.Positive(t, timed)
+	assert.Zero(t, timed%hitSample, "each timed hit counts for %d", hitSample)
+	gotHits, gotMisses := h.stats.cacheCounts()
+	assert.Equal(t, uint64(n), gotHits, "the route counts every hit")
+	assert.Equal(t, uint64(2), gotMisses)
+}
+
+func TestDurationHistogram(t *testing.T) {
+	var h durationHistogram
+	h.observe(100*time.Nanosecond, 16) // first bucket (<= 250ns)
+	h.observe(250*time.Nanosecond, 1)  // on a bound: that bucket
+	h.observe(3*time.Microsecond, 1)   // <= 4µs
+	h.observe(time.Minute, 2)          // over the last bound: +Inf only
+	got := histogram(t, &h)
+	assert.Equal(t, uint64(20), got.GetSampleCount())
+	assert.InDelta(t, (16*100e-9)+250e-9+3e-6+2*60, got.GetSampleSum(), 1e-9)
+	want := map[float64]uint64{250e-9: 17, 1e-6: 17, 4e-6: 18, 16e-6: 18}
+	bounds := got.GetBucket()
+	require.Len(t, bounds, len(durationBounds))
+	for _, b := range bounds {
+		if w, ok := want[b.GetUpperBound()]; ok {
+			assert.Equal(t, w, b.GetCumulativeCount(), "le=%g", b.GetUpperBound())
+		}
+	}
+	assert.InDelta(t, 250e-9*float64(uint64(1)<<24), bounds[len(bounds)-1].GetUpperBound(), 1e-9, "the last bound is about 4s")
+	assert.Equal(t, uint64(18), bounds[len(bounds)-1].GetCumulativeCount())
 }
 
 func TestMetricsRevocation(t *testing.T) {
@@ -298,6 +327,9 @@ func TestMetricsRegistryAndGauges(t *testing.T) {
 	mfs = gather(t, reg2)
 	v, _ = series(mfs, "caddy_mtls_auth_requests_total", accepted)
 	assert.Equal(t, base+3, v, "counters survive the reload")
+	require.NoError(t, first.Cleanup())
+	v, _ = series(gather(t, reg2), "caddy_mtls_auth_requests_total", accepted)
+	assert.Equal(t, base+3, v, "a route retired twice is counted once")
 	entries, _ = series(mfs, "caddy_mtls_auth_cache_entries", nil)
 	assert.Equal(t, 1.0, entries, "only the new configuration's cache")
 	_, ok = series(mfs, "caddy_mtls_auth_certificate_not_after_timestamp_seconds", map[string]string{"api": "metrics-gauges", "alias": "alice", "kind": "allow"})

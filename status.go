@@ -264,7 +264,7 @@ func (h *Handler) status() routeStatusJSON {
 	if h.cache != nil {
 		cs := &cacheStatusJSON{Entries: h.cache.len()}
 		if h.stats != nil {
-			cs.Hits, cs.Misses = h.stats.hits.Load(), h.stats.misses.Load()
+			cs.Hits, cs.Misses = h.stats.cacheCounts()
 			if n := cs.Hits + cs.Misses; n > 0 {
 				cs.HitRatio = float64(cs.Hits) / float64(n)
 			}
