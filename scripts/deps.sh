@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need and is missing: nginx, HAProxy, redis-server,
-# curl, openssl and wrk from Debian packages, xcaddy and staticcheck with
+# curl, openssl, wrk and prometheus from Debian packages, xcaddy and staticcheck with
 # `go install`. Idempotent: with everything present it only checks, and it
 # runs `apt-get update` at most once, and only when a package is missing.
 set -euo pipefail
@@ -20,6 +20,7 @@ declare -A PKG=(
 	[curl]=curl
 	[openssl]=openssl
 	[wrk]=wrk
+	[prometheus]=prometheus
 )
 
 have() {
@@ -28,7 +29,7 @@ have() {
 }
 
 missing=()
-for cmd in nginx haproxy redis-server curl openssl wrk; do
+for cmd in nginx haproxy redis-server curl openssl wrk prometheus; do
 	have "$cmd" || missing+=("${PKG[$cmd]}")
 done
 if ((${#missing[@]})); then
@@ -39,7 +40,7 @@ if ((${#missing[@]})); then
 	# their own instances on free loopback ports, so those services are not
 	# needed (and are harmless).
 	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		nginx haproxy redis-server curl openssl wrk >/dev/null
+		nginx haproxy redis-server curl openssl wrk prometheus >/dev/null
 fi
 
 command -v go >/dev/null || die "go not found (need Go 1.26 in PATH or /usr/local/go/bin)"
@@ -55,4 +56,4 @@ if ! command -v staticcheck >/dev/null; then
 	log "installing staticcheck"
 	go install honnef.co/go/tools/cmd/staticcheck@latest
 fi
-log "dependencies present: nginx haproxy redis-server curl openssl wrk xcaddy staticcheck"
+log "dependencies present: nginx haproxy redis-server curl openssl wrk prometheus xcaddy staticcheck"
