@@ -2,6 +2,7 @@ package mtlsauth
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -346,4 +347,24 @@ func TestMetricsRegistryAndGauges(t *testing.T) {
 	err = registerMetrics(clash, newApp)
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "caddy_mtls_auth_requests_total"), err.Error())
+}
+
+func TestMetricsAllocateNothing(t *testing.T) {
+	p := newPKI(t)
+	mk := func() *Handler {
+		h := &Handler{Profile: "der_base64", Header: "X-Client-Cert", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile)}
+		require.NoError(t, provision(t, h))
+		return h
+	}
+	on, off := mk(), mk()
+	off.stats = nil
+	value := base64.StdEncoding.EncodeToString(p.alice.DER())
+	allocs := func(h *Handler) float64 {
+		r, w := benchRequest(value)
+		return testing.AllocsPerRun(200, func() {
+			r.Header.Set("X-Client-Cert", value)
+			require.NoError(t, h.ServeHTTP(w, r, okNext))
+		})
+	}
+	assert.Equal(t, allocs(off), allocs(on), "a cached request allocates the same with metrics")
 }
