@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -190,23 +189,8 @@ func TestExpiryWarnings(t *testing.T) {
 	assert.Equal(t, append(want, "configured certificate expires soon runtime:rt"), warned(), "the window is expiry_warning")
 }
 
-func TestExpiryWarningOption(t *testing.T) {
-	tests := []struct{ body, want, line string }{
-		{"expiry_warning", "wrong argument count", "Caddyfile:3"},
-		{"expiry_warning 30d 60d", "wrong argument count", "Caddyfile:3"},
-		{"expiry_warning soon", "invalid expiry_warning 'soon'", "Caddyfile:3"},
-		{"expiry_warning 0s", "invalid expiry_warning '0s'", "Caddyfile:3"},
-		{"expiry_warning 30d\n\t\texpiry_warning 60d", "expiry_warning already specified", "Caddyfile:4"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.want, func(t *testing.T) {
-			input := "{\n\tmtls_auth {\n\t\t" + tt.body + "\n\t}\n}\n:8080 {\n\trespond ok\n}\n"
-			_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), map[string]any{"filename": "Caddyfile"})
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tt.want)
-			assert.Contains(t, err.Error(), tt.line)
-		})
-	}
+// TestExpiryWarningDefault: the Caddyfile errors are in TestGlobalOptionErrors.
+func TestExpiryWarningDefault(t *testing.T) {
 	app := App{SyncInterval: caddy.Duration(time.Second), ExpiryWarning: -1}
 	assert.ErrorContains(t, app.Validate(), "expiry_warning")
 	app = App{}
