@@ -42,6 +42,8 @@ const (
 //	GET    /mtls_auth/deny                       the deny list
 //	POST   /mtls_auth/deny                       {"fingerprint","reason"} -> 201
 //	DELETE /mtls_auth/deny/<fingerprint>         -> 204
+//	GET    /mtls_auth/expiring?within=30d        (admin_status.go)
+//	GET    /mtls_auth/status                     (admin_status.go)
 //
 // It holds no state of its own: each request finds the running
 // configuration's mtls_auth app, so it never breaks a configuration that
@@ -114,6 +116,9 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 // route serves a request against app.
 func (a adminAPI) route(w http.ResponseWriter, r *http.Request, app *App) error {
 	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/mtls_auth/"), "/"), "/")
+	if handled, err := a.serveOps(w, r, app, parts); handled {
+		return err
+	}
 	switch {
 	case len(parts) == 1 && parts[0] == "apis":
 		if err := onlyMethods(r, http.MethodGet); err != nil {

@@ -57,6 +57,11 @@ type App struct {
 	// `debug` (default), `info` or `warn`. A header from a peer outside
 	// trusted_sources logs at info at least.
 	LogRejections string `json:"log_rejections,omitempty"`
+	// Configured certificates (allow entries, allow_dir files, trust pool
+	// CAs, runtime stores) whose validity ends within this window are
+	// logged at warn when the configuration loads, and then once a day.
+	// Default: 30d.
+	ExpiryWarning caddy.Duration `json:"expiry_warning,omitempty"`
 
 	ctx     caddy.Context
 	logger  *zap.Logger
@@ -70,6 +75,9 @@ type App struct {
 	releaseLimiter func()
 	stats          *throttleStats
 	done           chan struct{}
+
+	// ops is what the metrics and the status page read (status.go).
+	ops *appStats
 }
 
 // registry is what the handlers of one configuration tell their app.
@@ -77,6 +85,7 @@ type registry struct {
 	mu       sync.Mutex
 	watchers map[reloader]struct{} // handlers with files to re-read
 	apis     map[string]struct{}   // API names configured on routes
+	routes   map[*Handler]struct{} // every provisioned handler
 }
 
 // reloader is what the sync loop knows of a handler: something with
@@ -111,7 +120,13 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // deny list.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
-	return a.setup(ctx.Logger(), ctx.Storage())
+	if err := a.setup(ctx.Logger(), ctx.Storage()); err != nil {
+		return err
+	}
+	if err := registerMetrics(ctx.GetMetricsRegistry(), a); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
+	return nil
 }
 
 // setup builds the app's state over storage.
@@ -124,16 +139,22 @@ func (a *App) setup(logger *zap.Logger, storage certmagic.Storage) error {
 	for _, t := range a.Tiers {
 		a.tiers[t.Name] = t // Validate refuses a name defined twice
 	}
+	if a.ExpiryWarning == 0 {
+		a.ExpiryWarning = caddy.Duration(defaultExpiryWarning)
+	}
 	a.stats = &throttleStats{}
 	if a.backend() == "redis" {
 		logRedisThroughZap(logger.Named("redis")) // redislog.go
 	}
+	a.ops = newAppStats(a.Tiers)
 	if err := a.provisionLimiter(); err != nil {
 		return err
 	}
-	a.reg = &registry{watchers: map[reloader]struct{}{}, apis: map[string]struct{}{}}
+	a.reg = &registry{watchers: map[reloader]struct{}{}, apis: map[string]struct{}{}, routes: map[*Handler]struct{}{}}
 	a.runtime = store.NewRuntime(storage, storagePrefix)
-	if err := a.runtime.Sync(context.Background()); err != nil {
+	err := a.runtime.Sync(context.Background())
+	a.synced(err)
+	if err != nil {
 		if store.IsStorageError(err) {
 			return fmt.Errorf("reading runtime certificates from storage: %v", err)
 		}
@@ -162,6 +183,9 @@ func (a *App) Validate() error {
 	if _, ok := rejectionLevels[a.LogRejections]; !ok {
 		return fmt.Errorf("log_rejections: '%s' is not one of debug, info, warn", a.LogRejections)
 	}
+	if a.ExpiryWarning < 0 {
+		return fmt.Errorf("expiry_warning: must not be negative")
+	}
 	return nil
 }
 
@@ -173,6 +197,7 @@ func (a *App) Start() error {
 	}
 	ctx, cancel := context.WithCancel(a.ctx)
 	a.cancel = cancel
+	a.warnExpiring(time.Now())
 	a.done = make(chan struct{})
 	go a.syncLoop(ctx, time.Duration(a.SyncInterval))
 	return nil
@@ -203,7 +228,9 @@ func (a *App) syncLoop(ctx context.Context, every time.Duration) {
 
 // syncOnce re-reads storage and the handlers' watched files.
 func (a *App) syncOnce(ctx context.Context) {
-	if err := a.runtime.Sync(ctx); err != nil {
+	err := a.runtime.Sync(ctx)
+	a.synced(err)
+	if err != nil {
 		a.logger.Error("syncing runtime certificates", zap.Error(err))
 	}
 	a.reg.mu.Lock()
@@ -215,6 +242,7 @@ func (a *App) syncOnce(ctx context.Context) {
 	for _, w := range watchers {
 		w.reloadFiles()
 	}
+	a.warnExpiringDaily(time.Now())
 }
 
 // validateTier checks one tier against the tiers defined before it. It is

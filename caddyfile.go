@@ -169,6 +169,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		on_error       allow|deny
 //		sync_interval  <duration>
 //		log_rejections debug|info|warn
+//		expiry_warning <duration>
 //	}
 //
 // `tier` may be repeated, once per name.
@@ -243,6 +244,16 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.Errf("invalid sync_interval '%s': want a duration of at least 100ms", v)
 			}
 			app.SyncInterval = caddy.Duration(dur)
+		case "expiry_warning":
+			v, err := singleArg(d)
+			if err != nil {
+				return nil, err
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("invalid expiry_warning '%s': want a positive duration such as 30d", v)
+			}
+			app.ExpiryWarning = caddy.Duration(dur)
 		default:
 			return nil, d.Errf("unrecognized mtls_auth option '%s'", sub)
 		}

@@ -188,6 +188,9 @@ type Handler struct {
 	// tiers with their line.
 	knownTiers map[string]bool
 	cache      *verifyCache
+	// stats counts requests and remembers file loads, for the metrics and
+	// the status page (metrics.go, status.go).
+	stats *routeStats
 
 	// File reloading (see trust.go).
 	poolModule caddytls.CA
@@ -248,6 +251,7 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	h.files = &fileWatch{}
 	h.cache = newVerifyCache(h.CacheSize)
 	h.source = parseSource(h.Source)
+	h.stats = newRouteStats(h.API, h.mode)
 
 	gate, err := newSourceGate(h.TrustedSources)
 	if err != nil {
@@ -293,6 +297,8 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 		return err
 	}
 	h.scope = h.throttleScope()
+	h.stats.id = h.routeID()
+	h.app.addRoute(h)
 	return nil
 }
 
@@ -300,7 +306,9 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 func (h *Handler) Cleanup() error {
 	if h.app != nil {
 		h.app.unwatch(h)
+		h.app.removeRoute(h)
 	}
+	h.stats.retire()
 	if h.verifier != nil && h.verifier.revocation != nil {
 		return h.verifier.revocation.Close()
 	}
@@ -369,6 +377,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			o.reason, o.detail = reason, detail
 		}
 	}
+	h.stats.request(o)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(o.replace)
 
@@ -409,6 +418,7 @@ type input struct {
 func (h *Handler) authenticate(r *http.Request) *outcome {
 	in, done := h.input(r)
 	if done != nil {
+		h.stats.unverifiedRequest()
 		return done
 	}
 	now := h.now()
@@ -420,10 +430,12 @@ func (h *Handler) authenticate(r *http.Request) *outcome {
 		static, gen = h.verifier.static.Load(), h.verifier.snapshot().Generation
 		if e := h.cache.get(in.key, now.UnixNano(), static, gen); e != nil {
 			o := e.result
+			h.stats.verified(true, now)
 			return &o
 		}
 	}
 	o, until := h.compute(r, in, now)
+	h.stats.verified(false, now)
 	if in.cacheable && until.After(now) {
 		h.cache.put(&cacheEntry{key: ownedKey(in.key), result: *o, expires: until.UnixNano(), static: static, gen: gen})
 	}

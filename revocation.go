@@ -58,6 +58,7 @@ func (h *Handler) provisionRevocation() error {
 		OCSPResponder:      h.Revocation.OCSPResponder,
 		RefreshInterval:    h.crlRefreshInterval(),
 		OnReload:           h.crlReloaded,
+		Observer:           observeRevocation,
 		Logger: func(msg, source string, err error) {
 			if err != nil {
 				logger.Warn(msg, zap.String("source", source), zap.Error(err))

@@ -169,6 +169,11 @@ func TestGlobalOptionErrors(t *testing.T) {
 		{"on_error maybe", "invalid on_error"},
 		{"sync_interval 1ms", "invalid sync_interval"},
 		{"sync_interval 1s\n\t\tsync_interval 2s", "sync_interval already specified"},
+		{"expiry_warning", "wrong argument count"},
+		{"expiry_warning 30d 60d", "wrong argument count"},
+		{"expiry_warning soon", "invalid expiry_warning 'soon'"},
+		{"expiry_warning 0s", "invalid expiry_warning '0s'"},
+		{"expiry_warning 30d\n\t\texpiry_warning 60d", "expiry_warning already specified"},
 		{"bogus 1", "unrecognized mtls_auth option 'bogus'"},
 	}
 	for _, tt := range tests {

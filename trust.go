@@ -64,6 +64,7 @@ func (h *Handler) provisionTrust(ctx caddy.Context) error {
 	}
 	h.verifier.static.Store(ts)
 	h.files.stamps = h.stampFiles()
+	h.stats.trustLoaded(time.Now())
 	return nil
 }
 
@@ -82,9 +83,11 @@ func (h *Handler) buildTrust() (*trustSet, error) {
 			for _, c := range certs {
 				ts.pool.AddCert(c)
 			}
+			ts.poolCAs = append(ts.poolCAs, poolCAsOf(f, certs)...)
 		}
 	case h.poolModule != nil:
 		ts.pool = h.poolModule.CertPool()
+		ts.poolCAs = moduleCAs(h.poolModule)
 	}
 	entries, err := h.loadAllowEntries()
 	if err != nil {
@@ -232,11 +235,13 @@ func (h *Handler) reloadFiles() {
 	ts, err := h.buildTrust()
 	if err != nil {
 		h.files.failed = stamps
+		h.stats.trustFailed(time.Now(), err)
 		h.logger.Error("certificate files changed but do not load; keeping the last good set", zap.Error(err))
 		return
 	}
 	h.verifier.static.Store(ts)
 	h.files.stamps, h.files.failed = stamps, nil
+	h.stats.trustLoaded(time.Now())
 	h.logger.Info("reloaded certificate files", zap.Int("allowed", allowLen(ts)))
 }
 

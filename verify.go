@@ -25,6 +25,9 @@ type trustSet struct {
 	allow *store.AllowList
 	// inters remembers intermediates verified to pool.
 	inters *pathverify.Intermediates
+	// poolCAs are the pool's CAs where they can be listed, for the
+	// expiry reports.
+	poolCAs []poolCA
 }
 
 // verifier establishes whether a presented certificate chain is valid here

@@ -80,4 +80,13 @@
 // next refresh, since a CRL may be replaced before its nextUpdate. A caller
 // that caches results must not reuse one past ValidUntil. It is zero for
 // Unknown results, which must not be cached.
+//
+// # Observing
+//
+// Config.Observer, when set, is told each method's answer (CRL or OCSP,
+// good, revoked or unknown) for every certificate Check answers about, once
+// per certificate, so that a caller can count checks without this package
+// depending on a metrics library. [Checker.CRLs] reports each configured
+// CRL's thisUpdate and nextUpdate and the outcome of its last refresh, and
+// [Checker.OCSPCacheLen] the OCSP answers held, for a status page.
 package revocation

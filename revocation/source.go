@@ -25,6 +25,8 @@ type crlSource struct {
 	failed    bool      // URL: the last attempt failed
 	stale     bool      // staleness has been logged
 	lastErr   string    // the failure logged last; "" after a success or a change
+	// last is the outcome of the last refresh, read by CRLs at any time.
+	last atomic.Pointer[refreshNote]
 }
 
 // refresh loads the CRL if it changed (always when initial). It reports

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need and is missing: nginx, HAProxy, redis-server,
-# curl, openssl, wrk and strace (for bench/runtime_load.sh) from Debian
+# curl, openssl, wrk, strace (for bench/runtime_load.sh) and prometheus from Debian
 # packages, xcaddy and staticcheck with
 # `go install`. Idempotent: with everything present it only checks, and it
 # runs `apt-get update` at most once, and only when a package is missing.
@@ -22,6 +22,7 @@ declare -A PKG=(
 	[openssl]=openssl
 	[wrk]=wrk
 	[strace]=strace
+	[prometheus]=prometheus
 )
 
 have() {
@@ -30,7 +31,7 @@ have() {
 }
 
 missing=()
-for cmd in nginx haproxy redis-server curl openssl wrk strace; do
+for cmd in nginx haproxy redis-server curl openssl wrk strace prometheus; do
 	have "$cmd" || missing+=("${PKG[$cmd]}")
 done
 if ((${#missing[@]})); then
@@ -41,7 +42,7 @@ if ((${#missing[@]})); then
 	# their own instances on free loopback ports, so those services are not
 	# needed (and are harmless).
 	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		nginx haproxy redis-server curl openssl wrk strace >/dev/null
+		nginx haproxy redis-server curl openssl wrk strace prometheus >/dev/null
 fi
 
 command -v go >/dev/null || die "go not found (need Go 1.26 in PATH or /usr/local/go/bin)"
@@ -57,4 +58,4 @@ if ! command -v staticcheck >/dev/null; then
 	log "installing staticcheck"
 	go install honnef.co/go/tools/cmd/staticcheck@latest
 fi
-log "dependencies present: nginx haproxy redis-server curl openssl wrk strace xcaddy staticcheck"
+log "dependencies present: nginx haproxy redis-server curl openssl wrk strace prometheus xcaddy staticcheck"
