@@ -65,16 +65,18 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 
 // certJSON is a certificate as the admin API shows it.
 type certJSON struct {
-	Alias       string            `json:"alias"`
-	Fingerprint string            `json:"fingerprint"`
-	Subject     string            `json:"subject"`
-	Issuer      string            `json:"issuer"`
-	NotBefore   time.Time         `json:"not_before"`
-	NotAfter    time.Time         `json:"not_after"`
-	IsCA        bool              `json:"is_ca,omitempty"`
-	Tier        string            `json:"tier,omitempty"`
-	Meta        map[string]string `json:"meta,omitempty"`
-	AddedAt     time.Time         `json:"added_at,omitzero"`
+	Alias       string    `json:"alias"`
+	Fingerprint string    `json:"fingerprint"`
+	Subject     string    `json:"subject"`
+	Issuer      string    `json:"issuer"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	// CA is true for a record that admits every certificate it issued
+	// (uploaded with "ca": true); other records pin exactly themselves.
+	CA      bool              `json:"ca,omitempty"`
+	Tier    string            `json:"tier,omitempty"`
+	Meta    map[string]string `json:"meta,omitempty"`
+	AddedAt time.Time         `json:"added_at,omitzero"`
 	// PEM is the certificate itself, in the answer for one certificate.
 	PEM string `json:"pem,omitempty"`
 	// Warning is set on an upload that was stored but that no route uses.
@@ -85,7 +87,7 @@ func certView(e *store.Entry) certJSON {
 	return certJSON{
 		Alias: e.Alias, Fingerprint: e.Fingerprint.String(), Subject: e.Cert.Subject.String(),
 		Issuer: e.Cert.Issuer.String(), NotBefore: e.Cert.NotBefore.UTC(), NotAfter: e.Cert.NotAfter.UTC(),
-		IsCA: e.IsCA(), Tier: e.Tier, Meta: e.Meta, AddedAt: e.AddedAt,
+		CA: e.IsCA(), Tier: e.Tier, Meta: e.Meta, AddedAt: e.AddedAt,
 	}
 }
 

@@ -262,7 +262,7 @@ func TestRuntimeRecordPinsUnlessCA(t *testing.T) {
 	if status, body := admin(t, c, "DELETE", "/mtls_auth/apis/payments/certs/corp", ""); status != 204 {
 		t.Fatalf("DELETE corp: %d %s", status, body)
 	}
-	if status, body := admin(t, c, "POST", "/mtls_auth/apis/payments/certs", certBody("corp", rootPEM, `,"ca":true`)); status != 201 || !strings.Contains(body, `"is_ca":true`) {
+	if status, body := admin(t, c, "POST", "/mtls_auth/apis/payments/certs", certBody("corp", rootPEM, `,"ca":true`)); status != 201 || !strings.Contains(body, `"ca":true`) {
 		t.Fatalf("POST the root with \"ca\": true: %d %s", status, body)
 	}
 	if s, b := p.get(t, apiPort, "bob"); s != 200 || !strings.HasPrefix(b, "ok alias=corp ") {
