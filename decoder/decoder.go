@@ -74,12 +74,16 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Defaults for Options.
 const (
 	DefaultMaxHeaderBytes = 64 << 10
 	DefaultMaxChain       = 8
+	// DefaultMaxXFCCElements caps the elements of an x-forwarded-client-cert
+	// value (one per proxy hop); real ones have one to three.
+	DefaultMaxXFCCElements = 16
 	// DefaultHeader is the header read when neither the configuration nor
 	// the profile names one (RFC 9440).
 	DefaultHeader = "Client-Cert"
@@ -164,6 +168,18 @@ type Options struct {
 	// XFCCBy, when set, requires the selected XFCC element to carry a By
 	// key equal to it (the identity of the proxy we trust).
 	XFCCBy string
+	// XFCCProxies selects the XFCC element by the proxies after the
+	// client's hop, instead of by position: starting from the last
+	// element, step back while every URI of the element is one of these
+	// (the URI of an element is the identity of the peer of the hop that
+	// wrote it: in Istio the sidecar's element has the gateway's SPIFFE
+	// ID). The element reached is the client's and must carry a Cert. An
+	// element with any other URI is never stepped over. Excludes
+	// XFCCElement.
+	XFCCProxies []string
+	// MaxXFCCElements caps the number of XFCC elements; more is
+	// KindTooLarge. Default DefaultMaxXFCCElements.
+	MaxXFCCElements int
 }
 
 // Result is what a successful Decode found.
@@ -194,4 +210,8 @@ func (d *Decoder) ChainHeader() string { return d.opts.ChainHeader }
 func (d *Decoder) Profile() string { return d.opts.Profile }
 
 // Options returns the effective options, defaults filled in.
-func (d *Decoder) Options() Options { return d.opts }
+func (d *Decoder) Options() Options {
+	o := d.opts
+	o.XFCCProxies = slices.Clone(o.XFCCProxies)
+	return o
+}
