@@ -3,6 +3,7 @@ package mtlsauth
 import (
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -98,11 +99,10 @@ func (h *Handler) buildTrust() (*trustSet, error) {
 func (h *Handler) loadAllowEntries() ([]*store.Entry, error) {
 	var entries []*store.Entry
 	for _, a := range h.Allow {
-		e, err := store.ReadEntry(a.Alias, h.path(a.File))
+		e, err := h.loadAllowEntry(a)
 		if err != nil {
 			return nil, fmt.Errorf("allow %s: %v", a.Alias, err)
 		}
-		e.Meta, e.Tier = a.Meta, a.Tier
 		entries = append(entries, e)
 	}
 	for _, d := range h.AllowDir {
@@ -119,6 +119,28 @@ func (h *Handler) loadAllowEntries() ([]*store.Entry, error) {
 		entries = append(entries, dirEntries...)
 	}
 	return entries, nil
+}
+
+// loadAllowEntry reads one allow entry's certificate, from its file or its
+// inline PEM: the one place an AllowEntry becomes a store.Entry.
+func (h *Handler) loadAllowEntry(a AllowEntry) (*store.Entry, error) {
+	var e *store.Entry
+	var err error
+	switch {
+	case a.File != "" && a.PEM != "":
+		return nil, errors.New("give file or pem, not both")
+	case a.PEM != "":
+		e, err = store.ParseEntry(a.Alias, []byte(a.PEM), "inline pem")
+	case a.File != "":
+		e, err = store.ReadEntry(a.Alias, h.path(a.File))
+	default:
+		return nil, errors.New("no certificate: give file or pem")
+	}
+	if err != nil {
+		return nil, err
+	}
+	e.Meta, e.Tier = a.Meta, a.Tier
+	return e, nil
 }
 
 // path resolves {env.*} and other global placeholders in a configured path.
@@ -139,7 +161,9 @@ func (h *Handler) stampFiles() map[string]string {
 		stamp(f)
 	}
 	for _, a := range h.Allow {
-		stamp(h.path(a.File))
+		if a.File != "" {
+			stamp(h.path(a.File))
+		}
 	}
 	for _, d := range h.AllowDir {
 		dir := h.path(d.Dir)

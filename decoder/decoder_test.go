@@ -526,3 +526,28 @@ func TestConcurrentUse(t *testing.T) {
 		require.NoError(t, <-done)
 	}
 }
+
+func TestCertificateHeaders(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		opts Options
+		want []string
+	}{
+		{Options{}, []string{"Client-Cert", "Client-Cert-Chain"}},
+		{Options{Header: "X-Client-Cert"}, []string{"X-Client-Cert", "Client-Cert-Chain"}},
+		{Options{Header: "X-Forwarded-Client-Cert", ChainHeader: "X-Chain"}, []string{"X-Forwarded-Client-Cert", "X-Chain", "Client-Cert-Chain"}},
+		{Options{Header: "client-cert-chain"}, []string{"Client-Cert-Chain"}},
+		{Options{Profile: "rfc9440"}, []string{"Client-Cert", "Client-Cert-Chain"}},
+		{Options{Profile: "nginx"}, []string{"Ssl-Client-Cert"}},
+		{Options{Profile: "haproxy", ChainHeader: "x-chain"}, []string{"X-Ssl-Client-Cert", "X-Chain"}},
+	} {
+		assert.Equal(t, tc.want, mustNew(t, tc.opts).CertificateHeaders(), "%+v", tc.opts)
+	}
+	// autoReports holds every profile auto reports for the producers'
+	// values (so their chain headers are stripped).
+	for _, tc := range producerCases(t) {
+		if tc.auto != "" {
+			assert.Contains(t, autoReports, tc.auto, tc.name)
+		}
+	}
+}

@@ -65,20 +65,11 @@ func unfold(s string) string { return strings.ReplaceAll(s, "\n\t", " ") }
 
 // envoyPercentEncode mirrors Envoy's Http::Utility::PercentEncoding as used
 // for XFCC Cert/Chain: every byte except ALPHA, DIGIT and "*-._" becomes
-// %XX ("SPACE is encoded as %20, NOT as the + character"). U1.
+// %XX ("SPACE is encoded as %20, NOT as the + character"). U1. The
+// package's XFCC writer (xfccwrite.go) encodes the same way.
 func envoyPercentEncode(pem []byte) string {
-	const hex = "0123456789ABCDEF"
 	var b strings.Builder
-	for _, c := range pem {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', strings.IndexByte("*-._", c) >= 0:
-			b.WriteByte(c)
-		default:
-			b.WriteByte('%')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&0xf])
-		}
-	}
+	envoyPercentEncodeTo(&b, pem)
 	return b.String()
 }
 

@@ -2,6 +2,7 @@ package decoder
 
 import (
 	"net/textproto"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -159,4 +160,30 @@ func suggest(f family, literal bool) string {
 		return ProfileEnvoyXFCC
 	}
 	return ProfileAuto
+}
+
+// autoReports are the profiles the auto profile may report (run.detected).
+var autoReports = [...]string{ProfileEnvoyXFCC, ProfileRFC9440, ProfileNginx, ProfileAWSALB, ProfilePEM, ProfileDERBase64, ProfileWSO2}
+
+// CertificateHeaders lists every header a request could carry a certificate
+// in for this decoder, canonical, without repeats: the certificate header,
+// the chain header, and with the auto profile the chain headers of the
+// profiles it may report (RFC 9440's Client-Cert-Chain): auto does not read
+// those, but an upstream of that family would. The handler removes them all
+// before passing a request on, so that no client-sent certificate header
+// reaches an upstream.
+func (d *Decoder) CertificateHeaders() []string {
+	out := []string{d.opts.Header}
+	add := func(h string) {
+		if h != "" && !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	add(d.opts.ChainHeader)
+	if d.profile.name == ProfileAuto {
+		for _, name := range autoReports {
+			add(profiles[name].chainHeader)
+		}
+	}
+	return out
 }

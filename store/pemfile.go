@@ -62,17 +62,28 @@ func ReadCertificates(path string) ([]*x509.Certificate, error) {
 }
 
 // ReadEntry reads a file that must hold exactly one certificate and makes
-// it an entry under alias. One certificate per alias keeps a bundle from
-// silently allowing every CA inside it.
+// it an entry under alias.
 func ReadEntry(alias, path string) (*Entry, error) {
-	certs, err := ReadCertificates(path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseEntry(alias, data, path)
+}
+
+// ParseEntry makes an entry under alias of data (PEM or DER), which must
+// hold exactly one certificate; name says where data came from, in
+// messages and as the entry's Source. One certificate per alias keeps a
+// bundle from silently allowing every CA inside it.
+func ParseEntry(alias string, data []byte, name string) (*Entry, error) {
+	certs, err := ParseCertificates(data, name)
 	if err != nil {
 		return nil, err
 	}
 	if len(certs) != 1 {
-		return nil, fmt.Errorf("%s holds %d certificates; give one certificate per alias (use trust_pool for CA bundles)", path, len(certs))
+		return nil, fmt.Errorf("%s holds %d certificates; give one certificate per alias (use trust_pool for CA bundles)", name, len(certs))
 	}
-	return &Entry{Alias: alias, Cert: certs[0], Source: path}, nil
+	return &Entry{Alias: alias, Cert: certs[0], Source: name}, nil
 }
 
 // ReadDir makes an entry of every certificate file in dir, named by the
