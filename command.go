@@ -94,7 +94,7 @@ Example:
 				},
 			}
 			decode.Flags().StringP("profile", "p", decoder.ProfileAuto, "producer profile (auto, aws_alb, nginx, envoy_xfcc, ...)")
-			decode.Flags().Bool("json", false, "print a JSON array")
+			decode.Flags().Bool("json", false, "print a JSON object")
 			decode.Flags().String("xfcc-element", "", "XFCC element: first, last (default) or a position")
 			decode.Flags().StringSlice("xfcc-proxies", nil, "XFCC: step back over elements whose URI is one of these")
 			decode.Flags().String("chain", "", "file holding the chain header")
@@ -112,8 +112,6 @@ type decodeFlags struct {
 	xfccProxies []string
 	chainFile   string
 	caFile      string
-	// now is the time to check validity at; time.Now when nil.
-	now func() time.Time
 }
 
 // maxDecodeInput bounds what the command reads from stdin.
@@ -172,11 +170,7 @@ func runDecode(in io.Reader, out io.Writer, f decodeFlags) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now
-	if f.now != nil {
-		now = f.now
-	}
-	vd := v.verify(context.Background(), res.Certs, store.FingerprintOf(res.Certs[0]), now())
+	vd := v.verify(context.Background(), res.Certs, store.FingerprintOf(res.Certs[0]), time.Now())
 	if err := writeCertReport(out, res, vd, f); err != nil {
 		return err
 	}

@@ -146,9 +146,12 @@ type Handler struct {
 	// `{http.mtls.error}` let a later handler (another auth method) decide.
 	Mode string `json:"mode,omitempty"`
 
-	// Pass the incoming certificate header on to the next handler. By
-	// default it is removed, so that upstreams never see a client-controlled
-	// certificate header. A header from an untrusted source is always removed.
+	// Pass the incoming certificate headers on to the next handler. By
+	// default every header the route could read a certificate from is
+	// removed (the certificate header, the chain header, and with profile
+	// `auto` RFC 9440's Client-Cert-Chain), so that upstreams never see a
+	// client-controlled certificate header. A header from an untrusted
+	// source is always removed.
 	KeepHeader bool `json:"keep_header,omitempty"`
 
 	// Which x-forwarded-client-cert element to read (profile `envoy_xfcc`):

@@ -78,7 +78,11 @@ func New(opts Options) (*Decoder, error) {
 			return nil, fmt.Errorf("decoder: %s is %s", h, traefikInfoHint)
 		}
 	}
-	return &Decoder{opts: opts, profile: p, chainCache: newParsedCache()}, nil
+	d := &Decoder{opts: opts, profile: p, chainCache: newParsedCache()}
+	if p.one {
+		d.oneWhy = fmt.Sprintf("profile %s sends exactly one certificate (the client's) in %s", p.name, opts.Header)
+	}
+	return d, nil
 }
 
 // checkProxies validates Options.XFCCProxies.
@@ -167,9 +171,7 @@ func (d *Decoder) Decode(values, chainValues []string) (Result, error) {
 	r := getRun(d.opts.MaxChain)
 	r.chainCache = d.chainCache
 	defer putRun(r)
-	if d.profile.one {
-		r.one = fmt.Sprintf("profile %s sends exactly one certificate (the client's) in %s", d.profile.name, d.opts.Header)
-	}
+	r.one = d.oneWhy
 	if err := d.decodeCert(r, s); err != nil {
 		return Result{}, err
 	}

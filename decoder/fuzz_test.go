@@ -204,7 +204,8 @@ func FuzzParseXFCC(f *testing.F) {
 
 // FuzzCertFacts checks the light certificate walk against
 // x509.ParseCertificate (whatever x509 accepts, the walk reads the same
-// subject and SANs) and feeds the same bytes to the name printer.
+// subject and SANs), feeds the same bytes to the name printer, and writes
+// every certificate x509 accepts as an XFCC element that must read back.
 func FuzzCertFacts(f *testing.F) {
 	for _, name := range []string{"leaf", "intermediate", "root", "other"} {
 		f.Add(readPKI(f, name))
@@ -237,8 +238,29 @@ func FuzzCertFacts(f *testing.F) {
 		if _, err := formatName(c.RawSubject, flavorBoringSSL); err != nil {
 			t.Fatalf("a subject x509 accepts does not print: %v", err)
 		}
+		// The XFCC writer's element reads back as this certificate, and
+		// consistent (unless its keys are refused anyway).
+		el, ok := EncodeXFCC(c)
+		if !ok || CheckKeys([]*x509.Certificate{c}) != nil {
+			return
+		}
+		res, err := fuzzXFCCDecoder.Decode([]string{el}, nil)
+		if err != nil {
+			t.Fatalf("EncodeXFCC's element does not decode: %v", err)
+		}
+		if !bytes.Equal(res.Certs[0].Raw, der) {
+			t.Fatalf("EncodeXFCC's element decodes to another certificate")
+		}
 	})
 }
+
+var fuzzXFCCDecoder = func() *Decoder {
+	d, err := New(Options{Profile: ProfileEnvoyXFCC})
+	if err != nil {
+		panic(err)
+	}
+	return d
+}()
 
 func FuzzAuto(f *testing.F) {
 	fuzzSeeds(f, "(null)", `""`, "NONE", "By=", ":", "%", "-----BEGIN")
