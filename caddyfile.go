@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"slices"
 	"strconv"
 	"time"
 
@@ -47,11 +48,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		header             <field>
 //		chain_header       <field>
 //		profile            <name>
-//		trusted_sources    <cidr...>|server|any
+//		trusted_sources    <cidr|private_ranges...>|server|any
 //		trust_pool         <module> [...]
 //		allow              <alias> <pem-file> [tier <name>] [meta <key> <value>]...
 //		allow_ca           <alias> <ca-pem-file> [tier <name>] [meta <key> <value>]...
 //		allow_dir          <dir> [tier <name>]
+//		user_id            <template>
 //		default_tier       <name>
 //		mode               mandatory|optional|fallback
 //		keep_header
@@ -63,13 +65,17 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //		xfcc_element       first|last|<n>
 //		xfcc_by            <uri>
+//		xfcc_proxies       <uri>...
 //		max_header_bytes   <size>
 //		max_chain          <n>
+//		max_xfcc_elements  <n>
 //		cache_size         <n>|off
 //	}
 //
 // `allow`, `allow_ca` and `allow_dir` may be repeated; every other
-// subdirective may be given once.
+// subdirective may be given once. In trusted_sources, `private_ranges`
+// stands for the private and loopback ranges, as in Caddy's
+// `trusted_proxies static`.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
@@ -97,9 +103,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "profile":
 			h.Profile, err = singleArg(d)
 		case "trusted_sources":
-			h.TrustedSources = d.RemainingArgs()
-			if len(h.TrustedSources) == 0 {
+			args := d.RemainingArgs()
+			if len(args) == 0 {
 				return d.ArgErr()
+			}
+			// private_ranges is expanded here, as Caddy's trusted_proxies
+			// does, so the JSON shows what is trusted.
+			for _, a := range args {
+				if a == sourcesPrivateRanges {
+					h.TrustedSources = append(h.TrustedSources, caddyhttp.PrivateRangesCIDR()...)
+				} else {
+					h.TrustedSources = append(h.TrustedSources, a)
+				}
 			}
 			_, err = newSourceGate(h.TrustedSources)
 			if err != nil {
@@ -128,6 +143,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.unmarshalXFCCElement(d)
 		case "xfcc_by":
 			h.XFCCBy, err = singleArg(d)
+		case "xfcc_proxies":
+			h.XFCCProxies = d.RemainingArgs()
+			if len(h.XFCCProxies) == 0 {
+				return d.ArgErr()
+			}
+			for i, p := range h.XFCCProxies {
+				if slices.Contains(h.XFCCProxies[:i], p) {
+					return d.Errf("xfcc_proxies: '%s' listed twice", p)
+				}
+			}
+		case "max_xfcc_elements":
+			h.MaxXFCCElements, err = positiveInt(d)
+		case "user_id":
+			if h.UserID, err = singleArg(d); err == nil {
+				if cerr := checkUserID(h.UserID); cerr != nil {
+					return d.Err(cerr.Error())
+				}
+			}
 		case "max_header_bytes":
 			var v string
 			if v, err = singleArg(d); err == nil {

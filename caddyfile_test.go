@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -67,6 +68,11 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			},
 		},
 		{name: "xfcc last", input: "mtls_auth {\nxfcc_element last\n}", want: Handler{XFCCElement: -1}},
+		{name: "istio", input: "mtls_auth {\nprofile envoy_xfcc\nxfcc_proxies spiffe://cluster.local/ns/istio-system/sa/gw spiffe://cluster.local/ns/edge/sa/gw2\nmax_xfcc_elements 4\n}",
+			want: Handler{Profile: "envoy_xfcc", XFCCProxies: []string{"spiffe://cluster.local/ns/istio-system/sa/gw", "spiffe://cluster.local/ns/edge/sa/gw2"}, MaxXFCCElements: 4}},
+		{name: "user_id template", input: "mtls_auth {\nuser_id {http.mtls.spiffe_id}\n}", want: Handler{UserID: "{http.mtls.spiffe_id}"}},
+		{name: "private_ranges expanded like trusted_proxies", input: "mtls_auth {\ntrusted_sources 192.0.2.1 private_ranges\n}",
+			want: Handler{TrustedSources: append([]string{"192.0.2.1"}, caddyhttp.PrivateRangesCIDR()...)}},
 		{name: "cache size", input: "mtls_auth {\ncache_size 500\n}", want: Handler{CacheSize: 500}},
 		{name: "cache off", input: "mtls_auth {\ncache_size off\n}", want: Handler{CacheSize: -1}},
 		{name: "xfcc from the end", input: "mtls_auth {\nxfcc_element -2\n}", want: Handler{XFCCElement: -2}},
@@ -118,6 +124,13 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{name: "max_chain not a number", input: "mtls_auth {\nmax_chain x\n}", want: "invalid max_chain"},
 		{name: "cache_size zero", input: "mtls_auth {\ncache_size 0\n}", want: "invalid cache_size"},
 		{name: "cache_size word", input: "mtls_auth {\ncache_size lots\n}", want: "invalid cache_size"},
+		{name: "xfcc_proxies empty", input: "mtls_auth {\nxfcc_proxies\n}", want: "wrong argument count"},
+		{name: "xfcc_proxies twice the same", input: "mtls_auth {\nxfcc_proxies spiffe://a spiffe://a\n}", want: "xfcc_proxies: 'spiffe://a' listed twice"},
+		{name: "xfcc_proxies given twice", input: "mtls_auth {\nxfcc_proxies spiffe://a\nxfcc_proxies spiffe://b\n}", want: "xfcc_proxies already specified"},
+		{name: "max_xfcc_elements zero", input: "mtls_auth {\nmax_xfcc_elements 0\n}", want: "invalid max_xfcc_elements"},
+		{name: "user_id without template", input: "mtls_auth {\nuser_id\n}", want: "wrong argument count"},
+		{name: "user_id refers to itself", input: "mtls_auth {\nuser_id x-{http.auth.user.id}\n}", want: "user_id: the template may not use {http.auth.user.id}"},
+		{name: "private_ranges with server", input: "mtls_auth {\ntrusted_sources private_ranges server\n}", want: "cannot be combined"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

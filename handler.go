@@ -61,7 +61,18 @@ func init() {
 // `{http.mtls.meta.<key>}` | that entry's metadata
 // `{http.mtls.certificate_der_base64}` | the leaf's DER, base64
 // `{http.mtls.error}` | the reason code when not authenticated
-// `{http.auth.user.id}` | the alias, else the subject CN (authenticated requests only)
+// `{http.auth.user.id}` | `user_id`, else the alias, else the subject CN (authenticated requests only)
+//
+// For upstreams (`reverse_proxy { header_up ... }`), each empty unless
+// authenticated:
+//
+// Placeholder | Description
+// ------------|------------
+// `{http.mtls.rfc9440.cert}` | RFC 9440 `Client-Cert`: `:` base64 of the leaf's DER `:`
+// `{http.mtls.rfc9440.chain}` | RFC 9440 `Client-Cert-Chain`: the intermediates of the chain verified to the `trust_pool`, root excluded (empty without a trust pool)
+// `{http.mtls.xfcc}` | one Envoy-style `x-forwarded-client-cert` element: Hash, Cert, Subject, URI, DNS
+// `{http.mtls.x5t_s256}` | RFC 8705 thumbprint: base64url, unpadded, of the leaf's SHA-256
+// `{http.mtls.spiffe_id}` | the leaf's `spiffe://` URI SAN (empty unless exactly one)
 type Handler struct {
 	// The API this route belongs to. It names the route's runtime
 	// certificate store, managed through the admin API at
@@ -91,7 +102,9 @@ type Handler struct {
 	Profile string `json:"profile,omitempty"`
 
 	// Who may send the certificate header: CIDRs or addresses of the load
-	// balancers, or `server` (default: the HTTP server's `trusted_proxies`),
+	// balancers (`private_ranges` stands for the private and loopback
+	// ranges, as in Caddy's `trusted_proxies static`), or `server`
+	// (default: the HTTP server's `trusted_proxies`),
 	// or `any` (every peer: only for a listener nothing but the load balancer
 	// can reach; warned about at startup). A header from any other peer is
 	// removed and the request is treated as carrying no certificate, with
@@ -142,9 +155,11 @@ type Handler struct {
 	// `{http.mtls.error}` let a later handler (another auth method) decide.
 	Mode string `json:"mode,omitempty"`
 
-	// Pass the incoming certificate header on to the next handler. By
-	// default it is removed, so that upstreams never see a client-controlled
-	// certificate header. A certificate header (and chain header) from a
+	// Pass the incoming certificate headers on to the next handler. By
+	// default every header the route could read a certificate from is
+	// removed (the certificate header, the chain header, and with profile
+	// `auto` RFC 9440's Client-Cert-Chain), so that upstreams never see a
+	// client-controlled certificate header. A certificate header from a
 	// peer outside `trusted_sources` is always removed, whatever `source`
 	// says, even when the request authenticated by its TLS connection.
 	KeepHeader bool `json:"keep_header,omitempty"`
@@ -157,6 +172,28 @@ type Handler struct {
 	// If set, the selected x-forwarded-client-cert element must carry this
 	// `By` URI: the identity of the proxy that wrote it.
 	XFCCBy string `json:"xfcc_by,omitempty"`
+
+	// Selects the x-forwarded-client-cert element by the proxies after the
+	// client's hop instead of by position (Istio: an ingress gateway, then
+	// the workload's sidecar). Starting from the last element, step back
+	// while every URI of the element (the identity of the peer of the hop
+	// that wrote it) is one of these; the element reached is the client's
+	// and must carry its Cert. An element with any other URI is never
+	// stepped over, so a client that bypasses the proxies cannot choose its
+	// element. List identities that only your proxies' certificates carry.
+	// Not with `xfcc_element`.
+	XFCCProxies []string `json:"xfcc_proxies,omitempty"`
+
+	// The most x-forwarded-client-cert elements accepted (one per proxy
+	// hop); more is `too_large`. Default: 16.
+	MaxXFCCElements int `json:"max_xfcc_elements,omitempty"`
+
+	// What `{http.auth.user.id}` (the user in Caddy's access logs) becomes
+	// for an authenticated request: a template with placeholders, such as
+	// `{http.mtls.spiffe_id}` or `{http.mtls.meta.team}/{http.mtls.subject.cn}`.
+	// It is evaluated per request; it may not refer to {http.auth.user.id}
+	// itself. Default: the allow-list alias, else the subject's common name.
+	UserID string `json:"user_id,omitempty"`
 
 	// The largest certificate header (and chain header) accepted, in bytes.
 	// Default: 65536. A full chain from a load balancer can reach 16 KB; also
@@ -206,8 +243,11 @@ type AllowEntry struct {
 	// admits). Unique within the route.
 	Alias string `json:"alias,omitempty"`
 	// Path to a PEM (or DER) file holding exactly one certificate. A file
-	// holding a private key is refused.
+	// holding a private key is refused. Give `file` or `pem`.
 	File string `json:"file,omitempty"`
+	// The certificate itself, PEM-encoded, instead of a file (JSON only):
+	// exactly one certificate, no private key.
+	PEM string `json:"pem,omitempty"`
 	// The throttling tier of this certificate.
 	Tier string `json:"tier,omitempty"`
 	// Free-form data handed on as {http.mtls.meta.<key>}.
@@ -263,22 +303,21 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	}
 
 	dec, err := decoder.New(decoder.Options{
-		Profile:        h.Profile,
-		Header:         h.Header,
-		ChainHeader:    h.ChainHeader,
-		MaxHeaderBytes: h.MaxHeaderBytes,
-		MaxChain:       h.MaxChain,
-		XFCCElement:    h.XFCCElement,
-		XFCCBy:         h.XFCCBy,
+		Profile:         h.Profile,
+		Header:          h.Header,
+		ChainHeader:     h.ChainHeader,
+		MaxHeaderBytes:  h.MaxHeaderBytes,
+		MaxChain:        h.MaxChain,
+		XFCCElement:     h.XFCCElement,
+		XFCCBy:          h.XFCCBy,
+		XFCCProxies:     h.XFCCProxies,
+		MaxXFCCElements: h.MaxXFCCElements,
 	})
 	if err != nil {
 		return err
 	}
 	h.decoder = dec
-	h.stripHeaders = []string{dec.Header()}
-	if ch := dec.ChainHeader(); ch != "" {
-		h.stripHeaders = append(h.stripHeaders, ch)
-	}
+	h.stripHeaders = dec.CertificateHeaders()
 
 	if err := h.provisionTrust(ctx); err != nil {
 		return err
@@ -365,6 +404,9 @@ func (h *Handler) Validate() error {
 			return err
 		}
 	}
+	if err := checkUserID(h.UserID); err != nil {
+		return err
+	}
 	return h.checkTiers()
 }
 
@@ -379,7 +421,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	h.stats.request(o)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Map(o.replace)
+	if h.UserID != "" && o.id != nil {
+		repl.Map(userIDReplacer(repl, h.UserID, o))
+	} else {
+		repl.Map(o.replace)
+	}
 
 	// keep_header passes on only a header a trusted peer sent: with source
 	// tls or any, a request authenticated by its connection never meets
@@ -487,6 +533,12 @@ func (h *Handler) compute(r *http.Request, in input, now time.Time) (*outcome, t
 	certs := in.tlsCerts
 	if in.source == "tls" {
 		o.profile = "tls"
+		// The header path checks keys in Decode; a TLS client's chain is
+		// refused the same way before any signature work.
+		if err := decoder.CheckKeys(certs); err != nil {
+			o.reason, o.detail = reasonMalformed, err.Error()
+			return o, now.Add(failureTTL)
+		}
 	} else {
 		res, err := h.decoder.Decode(in.values, in.chain)
 		if err != nil {
@@ -505,7 +557,7 @@ func (h *Handler) compute(r *http.Request, in input, now time.Time) (*outcome, t
 		}
 		return o, now.Add(failureTTL)
 	}
-	o.id = newIdentity(certs[0], fp, v.entry)
+	o.id = newIdentity(certs[0], fp, v.entry, v.poolChain)
 	if v.noCache {
 		return o, time.Time{}
 	}

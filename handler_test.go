@@ -245,6 +245,7 @@ func TestHandlerHeaderStripping(t *testing.T) {
 	tests := []struct {
 		name     string
 		source   string
+		profile  string
 		keep     bool
 		req      request
 		wantKept bool
@@ -258,10 +259,19 @@ func TestHandlerHeaderStripping(t *testing.T) {
 		{name: "source tls, TLS client, untrusted peer's header removed with keep_header", source: "tls", keep: true, req: request{remote: "172.16.0.1:1", tlsPeerCerts: certs(p.alice), headers: forged}},
 		{name: "source tls, no TLS client, untrusted peer's header removed with keep_header", source: "tls", keep: true, req: request{remote: "172.16.0.1:1", headers: forged}},
 		{name: "source any, TLS client, trusted peer's header kept with keep_header", source: "any", keep: true, req: request{tlsPeerCerts: certs(p.alice), headers: forged}, wantKept: true},
+		// auto does not read Client-Cert-Chain, but an RFC 9440 upstream
+		// would: a client-sent one never reaches it.
+		{name: "auto removes the chain header of the profiles it may pick", profile: "auto", req: request{headers: withChain(rfc9440(p.alice), rfc9440(p.inter))}},
+		{name: "auto keeps them with keep_header", profile: "auto", keep: true, req: request{headers: withChain(rfc9440(p.alice), rfc9440(p.inter))}, wantKept: true},
+		{name: "auto removes a chain header sent without a certificate", profile: "auto", req: request{headers: map[string][]string{"Client-Cert-Chain": {rfc9440(p.inter)}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := &Handler{Source: tt.source, Profile: "rfc9440", Mode: "optional", KeepHeader: tt.keep, TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile)}
+			profile := tt.profile
+			if profile == "" {
+				profile = "rfc9440"
+			}
+			h := &Handler{Source: tt.source, Profile: profile, Mode: "optional", KeepHeader: tt.keep, TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile)}
 			require.NoError(t, provision(t, h))
 			resp := serve(t, h, tt.req)
 			require.True(t, resp.nextCalled)
@@ -270,7 +280,8 @@ func TestHandlerHeaderStripping(t *testing.T) {
 			}
 			_, hasCert := resp.nextHeader["Client-Cert"]
 			_, hasChain := resp.nextHeader["Client-Cert-Chain"]
-			assert.Equal(t, tt.wantKept, hasCert)
+			_, sentCert := tt.req.headers["Client-Cert"]
+			assert.Equal(t, tt.wantKept && sentCert, hasCert)
 			assert.Equal(t, tt.wantKept, hasChain)
 		})
 	}
@@ -322,6 +333,10 @@ func TestHandlerTrustedSources(t *testing.T) {
 		{name: "ipv6", sources: []string{"2001:db8::/32"}, remote: "[2001:db8::1]:443", status: 200},
 		{name: "ipv4-mapped ipv6 peer", sources: []string{"192.0.2.0/24"}, remote: "[::ffff:192.0.2.7]:80", status: 200},
 		{name: "any", sources: []string{"any"}, remote: "203.0.113.9:1", status: 200},
+		{name: "private_ranges: private", sources: []string{"private_ranges"}, remote: "172.20.1.1:80", status: 200},
+		{name: "private_ranges: loopback v6", sources: []string{"private_ranges"}, remote: "[::1]:80", status: 200},
+		{name: "private_ranges: public", sources: []string{"private_ranges"}, remote: "203.0.113.9:1", status: 401},
+		{name: "private_ranges with a CIDR", sources: []string{"private_ranges", "203.0.113.0/24"}, remote: "203.0.113.9:1", status: 200},
 		{name: "unparseable peer is not trusted", sources: []string{"192.0.2.0/24"}, remote: "garbage", status: 401},
 	}
 	for _, tt := range tests {

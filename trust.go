@@ -137,16 +137,27 @@ func (h *Handler) loadAllowEntries() ([]*store.Entry, error) {
 }
 
 // loadAllowEntry makes the entry of one allow (ca false) or allow_ca (ca
-// true) item. It is the one place an AllowEntry becomes a certificate: the
-// Caddyfile parser calls it too, to report a bad file at its line. Errors
-// name the subdirective and alias, and wrap the *fs.PathError of a file
-// that cannot be read.
+// true) item, from its file or its inline PEM. It is the one place an
+// AllowEntry becomes a certificate: the Caddyfile parser calls it too, to
+// report a bad file at its line. Errors name the subdirective and alias,
+// and wrap the *fs.PathError of a file that cannot be read.
 func (h *Handler) loadAllowEntry(a AllowEntry, ca bool) (*store.Entry, error) {
 	what := "allow"
 	if ca {
 		what = "allow_ca"
 	}
-	e, err := store.ReadEntry(a.Alias, h.path(a.File), ca)
+	var e *store.Entry
+	var err error
+	switch {
+	case a.File != "" && a.PEM != "":
+		return nil, fmt.Errorf("%s %s: give file or pem, not both", what, a.Alias)
+	case a.PEM != "":
+		e, err = store.ParseEntry(a.Alias, []byte(a.PEM), "inline pem", ca)
+	case a.File != "":
+		e, err = store.ReadEntry(a.Alias, h.path(a.File), ca)
+	default:
+		return nil, fmt.Errorf("%s %s: no certificate: give file or pem", what, a.Alias)
+	}
 	if errors.Is(err, store.ErrNotCA) {
 		return nil, fmt.Errorf("%s %s: %w: allow_ca takes the CA that issues the clients' certificates; pin one certificate with allow", what, a.Alias, err)
 	}
@@ -203,7 +214,9 @@ func (h *Handler) stampFiles() map[string]string {
 		stamp(f)
 	}
 	for _, a := range append(h.Allow[:len(h.Allow):len(h.Allow)], h.AllowCA...) {
-		stamp(h.path(a.File))
+		if a.File != "" {
+			stamp(h.path(a.File))
+		}
 	}
 	for _, d := range h.AllowDir {
 		dir := h.path(d.Dir)

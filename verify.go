@@ -58,6 +58,9 @@ type verdict struct {
 	chain           []*x509.Certificate
 	revocationUntil time.Time
 	noCache         bool
+	// poolChain is the chain verified to the trust pool, leaf to root;
+	// nil without a pool.
+	poolChain []*x509.Certificate
 }
 
 // verify checks, in order: the deny list (it wins over everything), the
@@ -112,6 +115,9 @@ func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp sto
 		}
 	}
 	vd := verdict{entry: entry, chain: chain}
+	if ts.pool != nil {
+		vd.poolChain = chain
+	}
 	if v.revocation != nil {
 		r, detail, until, known := v.checkRevocation(ctx, chain, fp.String())
 		if r != "" {

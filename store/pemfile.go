@@ -63,21 +63,33 @@ func ReadCertificates(path string) ([]*x509.Certificate, error) {
 
 // ReadEntry reads a file that must hold exactly one certificate and makes
 // it an entry under alias: pinned exactly, or with ca a CA entry (see
-// NewEntry). One certificate per alias keeps a bundle from silently
-// allowing every CA inside it. A file that cannot be read is reported as
-// the *fs.PathError os.ReadFile gives; a certificate that cannot be a CA
-// entry wraps ErrNotCA.
+// NewEntry). A file that cannot be read is reported as the *fs.PathError
+// os.ReadFile gives.
 func ReadEntry(alias, path string, ca bool) (*Entry, error) {
-	certs, err := ReadCertificates(path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseEntry(alias, data, path, ca)
+}
+
+// ParseEntry makes an entry under alias of data (PEM or DER), which must
+// hold exactly one certificate: pinned exactly, or with ca a CA entry (see
+// NewEntry). name says where data came from, in messages and as the
+// entry's Source. One certificate per alias keeps a bundle from silently
+// allowing every CA inside it. A certificate that cannot be a CA entry
+// wraps ErrNotCA.
+func ParseEntry(alias string, data []byte, name string, ca bool) (*Entry, error) {
+	certs, err := ParseCertificates(data, name)
 	if err != nil {
 		return nil, err
 	}
 	if len(certs) != 1 {
-		return nil, fmt.Errorf("%s holds %d certificates; give one certificate per alias (use trust_pool for CA bundles)", path, len(certs))
+		return nil, fmt.Errorf("%s holds %d certificates; give one certificate per alias (use trust_pool for CA bundles)", name, len(certs))
 	}
-	e, err := NewEntry(alias, certs[0], ca, path)
+	e, err := NewEntry(alias, certs[0], ca, name)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return e, nil
 }
