@@ -11,16 +11,15 @@
 // # The algorithm: a sliding window of at most 33 buckets
 //
 // Both limiters run the same algorithm, so that a key's state is small and
-// of a size independent of its tier. A tier of N requests per window W is
-// cut into a grid of cells of width g: g = W/Buckets (32), rounded up, when
-// N > Buckets, else one clock tick (1ns locally, 1µs in Redis). The grid
-// starts at the key's first request (since the key was last empty). A key
-// keeps one bucket per cell it allowed requests in: the count of those
-// requests and the time of the newest, oldest bucket first, and nothing else.
-// A request at time now first drops every bucket whose newest request is at
-// or before now-W, then is allowed when the remaining buckets hold fewer than
-// N requests, and is counted in the newest bucket if now falls in its cell,
-// else in a new one. Refused requests are not counted. Live buckets lie in
+// of a size independent of its tier. Time is cut into a grid of cells of
+// width g, aligned on the Unix epoch: for a tier of N requests per window W,
+// g = W/Buckets (32), rounded up, when N > Buckets, else one clock tick (1ns
+// locally, 1µs in Redis). A key keeps one bucket per cell it allowed
+// requests in: the count of those requests and the time of the newest,
+// oldest bucket first, and nothing else. A request at time now first drops
+// every bucket whose newest request is at or before now-W, then is allowed
+// when the remaining buckets hold fewer than N requests, and is counted in
+// the newest bucket if now falls in its cell, else in a new one. Refused requests are not counted. Live buckets lie in
 // at most Buckets+1 consecutive cells, so a key holds at most
 // min(N, Buckets+1) buckets, whatever N and however many requests it made.
 //
@@ -31,11 +30,11 @@
 //
 //   - Never more: in every interval (t-W, t], at most N requests are
 //     allowed, for every key, fresh or not, however requests are spaced (as
-//     long as its tier is not changed). A
-//     burst at a window boundary never doubles the budget, as it can with
-//     fixed windows, with two weighted fixed windows (which assume the
-//     previous window's requests were evenly spread: up to almost 2N in one
-//     W) or with GCRA (N at once, then one every W/N: 2N-1 in one W).
+//     long as its tier is not changed). A burst at a window boundary never
+//     doubles the budget, as it can with fixed windows, with two weighted
+//     fixed windows (which assume the previous window's requests were
+//     evenly spread: up to almost 2N in one W) or with GCRA (N at once, then
+//     one every W/N: 2N-1 in one W).
 //   - At most g less: a request is always allowed when fewer than N requests
 //     were allowed in (t-W-g, t]. Each request leaves the window at most g
 //     later than in the ideal window, so Retry-After is at most g longer, a
@@ -92,16 +91,16 @@
 // the time with Redis' TIME command, so instances with skewed clocks still
 // agree, and every Caddy instance pointing at the same Redis shares one
 // limit with the bounds above: two instances never allow more than N in a W
-// together. The state is 16 bytes plus 16 per bucket: at most 544 bytes
+// together. The state is 8 bytes plus 16 per bucket: at most 536 bytes
 // whatever the tier (MEMORY USAGE about 800 bytes with the key, 190 for a
 // key that made all its requests within one cell, BenchmarkRedisMemory).
 // Redis evicts idle keys itself by expiry. The key is
 // KeyPrefix+"{"+key+"}": the braces are a Redis Cluster hash tag, so one
 // identity's state lives in one slot.
 //
-// Several URLs are the seed nodes of a Redis Cluster: the client learns the
-// cluster's layout from them and sends each key's script to the master of
-// its slot (following MOVED and ASK redirects). The bounds hold for one
+// RedisOptions.Cluster lists seed nodes of a Redis Cluster: the client
+// learns the cluster's layout from them and sends each key's script to the
+// master of its slot (following MOVED and ASK redirects). The bounds hold for one
 // server, or one master per slot: requests counted on a master that dies
 // before replicating are forgotten, and a step back of the server's clock
 // is absorbed (a key's buckets stay in order) but lengthens that key's

@@ -56,7 +56,8 @@ type LocalOptions struct {
 // ever refused for lack of room, and memory never grows past the cap.
 type Local struct {
 	now     func() time.Time
-	base    time.Time // bucket times are nanoseconds since base
+	base    time.Time // the clock's first reading
+	epoch   int64     // base in nanoseconds since the Unix epoch
 	seed    maphash.Seed
 	maxKeys int64
 
@@ -79,20 +80,19 @@ type shard struct {
 }
 
 // entry is the window of one key: its buckets, oldest first, in ring[head],
-// ring[head+1], ... (mod len(ring)), n of them; len(ring) <=
-// capacity(requests). origin anchors the bucket grid: the time of the first
-// request since the key last had no bucket.
+// ring[head+1], ... (mod len(ring)), n of them, holding total requests;
+// len(ring) <= capacity(requests).
 type entry struct {
 	ring     []bucket
 	head     int
 	n        int
-	origin   int64
+	total    int
 	requests int
 	window   time.Duration
 }
 
 // bucket is requests allowed within one grid cell: n of them, the newest at
-// t (nanoseconds since the Local's base).
+// t (see Local.nanos).
 type bucket struct {
 	t int64
 	n int
@@ -107,9 +107,11 @@ func NewLocal(opts LocalOptions) *Local {
 	if opts.MaxKeys <= 0 {
 		opts.MaxKeys = DefaultMaxKeys
 	}
+	base := opts.Now()
 	l := &Local{
 		now:     opts.Now,
-		base:    opts.Now(),
+		base:    base,
+		epoch:   base.UnixNano(),
 		seed:    maphash.MakeSeed(),
 		maxKeys: int64(opts.MaxKeys),
 	}
@@ -152,7 +154,7 @@ func (l *Local) Allow(_ context.Context, key string, tier Tier) (Decision, error
 		s.mu.Unlock()
 		return l.allowNew(i, key, tier), nil
 	}
-	d := e.allow(l.sinceBase(l.now()), tier)
+	d := e.allow(l.nanos(l.now()), tier)
 	s.mu.Unlock()
 	return d, nil
 }
@@ -173,7 +175,7 @@ func (l *Local) allowNew(i int, key string, tier Tier) Decision {
 		s.m[strings.Clone(key)] = e
 		s.peak = max(s.peak, len(s.m))
 	}
-	return e.allow(l.sinceBase(l.now()), tier)
+	return e.allow(l.nanos(l.now()), tier)
 }
 
 // reserve takes one of the MaxKeys slots, evicting keys until one is free.
@@ -198,7 +200,7 @@ func (l *Local) reserve(start int) {
 // sampled key whose newest request is the oldest (approximate LRU). It
 // reports whether it removed a key.
 func (l *Local) evictOne(start int) bool {
-	now := l.sinceBase(l.now())
+	now := l.nanos(l.now())
 	var (
 		lru       *entry
 		lruKey    string
@@ -248,7 +250,7 @@ func (l *Local) evicted() {
 // now, and returns how many it removed. Forgetting such a key changes no later
 // decision. It locks one shard at a time.
 func (l *Local) Sweep(now time.Time) int {
-	t := l.sinceBase(now)
+	t := l.nanos(now)
 	removed := 0
 	for i := range l.shards {
 		s := &l.shards[i]
@@ -318,12 +320,14 @@ func (l *Local) shardIndex(key string) int {
 	return int(maphash.String(l.seed, key) % numShards)
 }
 
-// sinceBase converts a time from the clock into the nanoseconds stored in
-// buckets (monotonic when both readings have one).
-func (l *Local) sinceBase(t time.Time) int64 { return int64(t.Sub(l.base)) }
+// nanos converts a time from the clock into the nanoseconds since the Unix
+// epoch stored in buckets, measured from base (on the monotonic clock when
+// both readings have one), so that a wall clock step does not move them.
+// The bucket grid is aligned on the epoch, as it is on Redis' clock.
+func (l *Local) nanos(t time.Time) int64 { return l.epoch + int64(t.Sub(l.base)) }
 
 // allow applies the bucketed sliding window (see the package documentation)
-// at time now, in nanoseconds since base.
+// at time now (see Local.nanos).
 func (e *entry) allow(now int64, tier Tier) Decision {
 	retuned := e.requests != tier.Requests || e.window != tier.Window
 	e.requests, e.window = tier.Requests, tier.Window
@@ -334,33 +338,30 @@ func (e *entry) allow(now int64, tier Tier) Decision {
 	w := int64(e.window)
 	cutoff := now - w
 	for e.n > 0 && e.ring[e.head].t <= cutoff {
+		e.total -= e.ring[e.head].n
 		if e.head++; e.head == len(e.ring) {
 			e.head = 0
 		}
 		e.n--
 	}
 	if e.n == 0 {
-		e.head, e.origin = 0, now
+		e.head, e.total = 0, 0
 	}
 	if retuned {
 		e.fit()
 	}
-	total := 0
-	for j := range e.n {
-		total += e.ring[e.index(j)].n
-	}
-	if total < e.requests {
+	if e.total < e.requests {
 		e.record(now)
 		return Decision{
 			Allowed:   true,
 			Limit:     e.requests,
-			Remaining: e.requests - total - 1,
+			Remaining: e.requests - e.total,
 			Reset:     time.Duration(e.ring[e.head].t + w - now),
 		}
 	}
 	// Room comes back when enough of the oldest buckets have left for the
 	// rest to hold fewer than requests.
-	left, j := total, 0
+	left, j := e.total, 0
 	for ; j < e.n-1; j++ {
 		if left -= e.ring[e.index(j)].n; left < e.requests {
 			break
@@ -373,10 +374,11 @@ func (e *entry) allow(now int64, tier Tier) Decision {
 // record counts one request at now in the newest bucket when now falls in
 // its grid cell (or when no bucket is free), else in a new bucket.
 func (e *entry) record(now int64) {
+	e.total++
 	if e.n > 0 {
 		last := &e.ring[e.index(e.n-1)]
 		g := grain(e.requests, int64(e.window))
-		if (last.t-e.origin)/g == (now-e.origin)/g || e.n == capacity(e.requests) {
+		if last.t/g == now/g || e.n == capacity(e.requests) {
 			last.t = now
 			last.n++
 			return

@@ -241,7 +241,8 @@ func TestLocalExactAgainstModel(t *testing.T) {
 // Requests were allowed in the last Window+g; RetryAfter at most g later
 // than an exact sliding window's, never earlier.
 func TestLocalBucketsAgainstModel(t *testing.T) {
-	t.Parallel()
+	// Not parallel with other top-level tests: CPU-bound, it would only
+	// slow down the ones that measure timeouts.
 	tiers := []Tier{
 		{Requests: Buckets + 1, Window: time.Second},
 		{Requests: 100, Window: time.Minute},

@@ -17,18 +17,16 @@ const (
 
 // RedisOptions configures NewRedis.
 type RedisOptions struct {
-	// URLs of Redis. One URL is a single server:
-	// redis://[user:password@]host[:port][/db], or rediss:// for TLS. Two or
-	// more are seed nodes of a Redis Cluster: redis:// or rediss:// URLs with
-	// the same credentials and database 0; the client learns the other nodes
-	// from the cluster itself. Query parameters understood by go-redis'
-	// ParseURL (e.g. pool_size, protocol) are honoured, from the first URL,
-	// except the timeouts, which Timeout sets. A URL may carry a password:
-	// never log it.
-	URLs []string
-	// URL is one server; shorthand for URLs: []string{URL}, used when URLs is
-	// empty.
+	// URL of one Redis server: redis://[user:password@]host[:port][/db], or
+	// rediss:// for TLS. Query parameters understood by go-redis' ParseURL
+	// (e.g. pool_size, protocol) are honoured, except the timeouts, which
+	// Timeout sets. A URL may carry a password: never log it.
 	URL string
+	// Cluster, instead of URL, lists seed nodes of a Redis Cluster (one is
+	// enough; more survive one being down): redis:// or rediss:// URLs with
+	// the same credentials and database 0. The client learns the other nodes
+	// from the cluster itself. Query parameters are taken from the first.
+	Cluster []string
 	// Timeout bounds each Allow call as a whole: pool wait, dial, write and
 	// read (in a cluster, redirects included). Default DefaultRedisTimeout
 	// (100ms).
@@ -54,7 +52,7 @@ type RedisOptions struct {
 // the first Allow (or Ping) does, so an unreachable server never fails
 // configuration loading.
 //
-// A key's state is one Redis string of at most 16+16×(Buckets+1) bytes under
+// A key's state is one Redis string of at most 8+16×(Buckets+1) bytes under
 // KeyPrefix+"{"+key+"}", whatever the tier: the braces are a Redis Cluster
 // hash tag, so everything about one identity lives in one slot. It expires
 // one Window after the key's newest counted request.
@@ -69,9 +67,9 @@ type Redis struct {
 // server's clock. KEYS[1] is the key; ARGV[1] the limit, ARGV[2] the window,
 // ARGV[3] the grain (bucket width), all times in microseconds; ARGV[4] the
 // most buckets a key keeps. The state is a string of little-endian doubles:
-// the grid's origin and the number of requests counted, then (newest
-// request, count) per bucket, oldest first; integers up to 2^53 are exact in
-// a double. Long strings are what costs in Redis' Lua, so the script decodes
+// the number of requests counted, then (newest request, count) per bucket,
+// oldest first; integers up to 2^53 are exact in a double. The grid of
+// cells is aligned on the epoch. Long strings are what costs in Redis' Lua, so the script decodes
 // only the buckets it looks at (the expired ones, the oldest, the newest)
 // and, unless buckets left, updates the newest bucket and the header in place
 // (SETRANGE, APPEND): its cost hardly depends on how many buckets there are.
@@ -91,13 +89,13 @@ local key = KEYS[1]
 local raw = redis.call('GET', key) or ''
 local size = #raw
 if size == 0 then raw = false end
-if raw and (size < 32 or size % 16 ~= 0) then
+if raw and (size < 24 or size % 16 ~= 8) then
 	return redis.error_reply('throttle state of ' .. size .. ' bytes')
 end
-local origin, total = now, 0
-local off = 17 -- where the oldest kept bucket starts in raw
+local total = 0
+local off = 9 -- where the oldest kept bucket starts in raw
 if raw then
-	origin, total = struct.unpack('<dd', raw)
+	total = struct.unpack('<d', raw)
 	-- Keep the buckets chronological even if the clock steps back.
 	local newest = struct.unpack('<d', raw, size - 15)
 	if now < newest then now = newest end
@@ -110,11 +108,11 @@ if raw then
 end
 local k = 0
 if raw then k = (size - off + 1) / 16 end
-if k == 0 then origin, total = now, 0 end
+if k == 0 then total = 0 end
 -- Long strings are costly in Lua: the buckets are copied (body) only when
 -- some left or merge, otherwise updated in place.
 local body
-if raw and (off > 17 or k > cap) then
+if raw and (off > 9 or k > cap) then
 	body = string.sub(raw, off)
 	-- A tier with fewer buckets: the oldest merge into their successors.
 	while k > cap do
@@ -135,7 +133,7 @@ if total >= limit then
 	end
 	local wait = struct.unpack('<d', src, at) + window - now
 	if body then
-		redis.call('SET', key, struct.pack('<dd', origin, total) .. body, 'KEEPTTL')
+		redis.call('SET', key, struct.pack('<d', total) .. body, 'KEEPTTL')
 	end
 	return {0, total, wait}
 end
@@ -148,14 +146,14 @@ if k > 0 then
 	if body then first = 1 else first = off end
 	oldest = struct.unpack('<d', src, first)
 	local t, n = struct.unpack('<dd', src, last)
-	if math.floor((t - origin) / grain) == math.floor((now - origin) / grain) or k >= cap then
+	if math.floor(t / grain) == math.floor(now / grain) or k >= cap then
 		merge = true
 		tail = struct.pack('<dd', now, n + 1)
 		if k == 1 then oldest = now end
 	end
 end
 local ttl = math.max(math.ceil(window / 1000), 1)
-local header = struct.pack('<dd', origin, total)
+local header = struct.pack('<d', total)
 if body then
 	if merge then body = string.sub(body, 1, #body - 16) end
 	redis.call('SET', key, header .. body .. tail, 'PX', ttl)

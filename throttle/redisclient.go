@@ -9,8 +9,8 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
-// newRedisClient builds the go-redis client for opts: a plain client for one
-// URL, a cluster client for several (the seed nodes). opts.Timeout is set.
+// newRedisClient builds the go-redis client for opts: a plain client for
+// URL, a cluster client for Cluster. opts.Timeout is set.
 //
 // Both are tuned to fail fast rather than queue: dial, read, write and pool
 // timeouts all equal Timeout, one dial attempt per connection, no command
@@ -19,19 +19,21 @@ import (
 // size (10 connections per GOMAXPROCS, per node) unless the URL says
 // pool_size.
 func newRedisClient(opts RedisOptions) (redis.UniversalClient, error) {
-	urls := opts.URLs
-	if len(urls) == 0 && opts.URL != "" {
+	urls := opts.Cluster
+	switch {
+	case opts.URL != "" && len(urls) > 0:
+		return nil, errors.New("throttle: redis: a URL and a cluster given; want one of them")
+	case opts.URL != "":
 		urls = []string{opts.URL}
-	}
-	if len(urls) == 0 {
+	case len(urls) == 0:
 		return nil, errors.New("throttle: redis URL is empty")
 	}
 	parsed := make([]*redis.Options, len(urls))
 	for i, u := range urls {
 		o, err := parseRedisURL(u)
 		if err != nil {
-			if len(urls) > 1 {
-				return nil, fmt.Errorf("throttle: redis URL %d of %d: %w", i+1, len(urls), err)
+			if opts.URL == "" {
+				return nil, fmt.Errorf("throttle: redis cluster URL %d of %d: %w", i+1, len(urls), err)
 			}
 			return nil, fmt.Errorf("throttle: %w", err)
 		}
@@ -50,7 +52,7 @@ func newRedisClient(opts RedisOptions) (redis.UniversalClient, error) {
 	}
 	first.DisableIdentity = true
 	first.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	if len(parsed) == 1 {
+	if opts.URL != "" {
 		if opts.TLSConfig != nil {
 			first.TLSConfig = opts.TLSConfig
 		}

@@ -21,8 +21,8 @@ func TestRedisClusterSharedBudget(t *testing.T) {
 	c := startRedisCluster(t)
 	urls := c.URLs()
 	limiters := []*Redis{
-		newClusterRedis(t, urls, RedisOptions{Timeout: 2 * time.Second}),
-		newClusterRedis(t, []string{urls[2], urls[1]}, RedisOptions{Timeout: 2 * time.Second}),
+		newTestRedis(t, "", RedisOptions{Cluster: urls, Timeout: 2 * time.Second}),
+		newTestRedis(t, "", RedisOptions{Cluster: []string{urls[2], urls[1]}, Timeout: 2 * time.Second}),
 	}
 	for _, r := range limiters {
 		require.NoError(t, r.Ping(context.Background()))
@@ -79,7 +79,7 @@ func TestRedisClusterNodeKilled(t *testing.T) {
 	t.Parallel()
 	const timeout = 100 * time.Millisecond
 	c := startRedisCluster(t)
-	r := newClusterRedis(t, c.URLs(), RedisOptions{Timeout: timeout})
+	r := newTestRedis(t, "", RedisOptions{Cluster: c.URLs(), Timeout: timeout})
 	tier := Tier{Requests: 1000, Window: time.Minute}
 	var keys []string
 	var onDead []bool
@@ -119,13 +119,13 @@ func TestRedisClusterNodeKilled(t *testing.T) {
 
 func TestNewRedisClusterOptions(t *testing.T) {
 	t.Parallel()
-	r, err := NewRedis(RedisOptions{URLs: []string{
+	r, err := NewRedis(RedisOptions{Cluster: []string{
 		"rediss://u:pw@10.0.0.1:7000?pool_size=7", "rediss://u:pw@10.0.0.2:7000/0", "rediss://u:pw@node3",
 	}})
 	require.NoError(t, err, "NewRedis does not connect")
 	defer r.Close()
 	cc, ok := r.client.(*redis.ClusterClient)
-	require.True(t, ok, "several URLs make a cluster client")
+	require.True(t, ok, "a cluster client")
 	o := cc.Options()
 	assert.Equal(t, []string{"10.0.0.1:7000", "10.0.0.2:7000", "node3:6379"}, o.Addrs)
 	assert.Equal(t, "u", o.Username)
@@ -143,10 +143,11 @@ func TestNewRedisClusterOptions(t *testing.T) {
 	assert.True(t, o.DisableRoutingPolicies)
 	assert.Equal(t, 2, o.Protocol)
 
-	r, err = NewRedis(RedisOptions{URL: "redis://ignored:1", URLs: []string{"redis://a:1"}})
+	r, err = NewRedis(RedisOptions{Cluster: []string{"redis://a:1"}})
 	require.NoError(t, err)
 	defer r.Close()
-	assert.Equal(t, "a:1", r.client.(*redis.Client).Options().Addr, "URLs wins over URL")
+	_, ok = r.client.(*redis.ClusterClient)
+	assert.True(t, ok, "one seed is enough for a cluster")
 }
 
 func TestNewRedisClusterErrors(t *testing.T) {
@@ -160,25 +161,18 @@ func TestNewRedisClusterErrors(t *testing.T) {
 		{"unix socket", []string{"redis://a:1", "unix:///tmp/r.sock"}, "URL 2 of 2 is a unix socket"},
 		{"credentials", []string{"redis://:s3cret@a:1", "redis://:other@b:1"}, "URL 2 of 2 has other credentials"},
 		{"mixed TLS", []string{"rediss://a:1", "redis://b:1"}, "mix redis:// and rediss://"},
-		{"bad URL", []string{"redis://:s3cret@a:1", "redis://:s3cret@[::1", "redis://c:1"}, "redis URL 2 of 3: invalid redis URL"},
-		{"bad scheme", []string{"redis://a:1", "http://b:1"}, "redis URL 2 of 2: invalid redis URL"},
+		{"bad URL", []string{"redis://:s3cret@a:1", "redis://:s3cret@[::1", "redis://c:1"}, "redis cluster URL 2 of 3: invalid redis URL"},
+		{"bad scheme", []string{"redis://a:1", "http://b:1"}, "redis cluster URL 2 of 2: invalid redis URL"},
 		{"empty", []string{}, "empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := NewRedis(RedisOptions{URLs: tt.urls})
+			_, err := NewRedis(RedisOptions{Cluster: tt.urls})
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
 			assert.NotContains(t, err.Error(), "s3cret")
 		})
 	}
-}
-
-func newClusterRedis(t *testing.T, urls []string, opts RedisOptions) *Redis {
-	t.Helper()
-	opts.URLs = urls
-	r, err := NewRedis(opts)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = r.Close() })
-	return r
+	_, err := NewRedis(RedisOptions{URL: "redis://a:1", Cluster: []string{"redis://b:1"}})
+	require.ErrorContains(t, err, "a URL and a cluster given")
 }
