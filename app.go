@@ -2,6 +2,7 @@ package mtlsauth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -143,9 +144,6 @@ func (a *App) setup(logger *zap.Logger, storage certmagic.Storage) error {
 		a.ExpiryWarning = caddy.Duration(defaultExpiryWarning)
 	}
 	a.stats = &throttleStats{}
-	if a.backend() == "redis" {
-		logRedisThroughZap(logger.Named("redis")) // redislog.go
-	}
 	a.ops = newAppStats(a.Tiers)
 	if err := a.provisionLimiter(); err != nil {
 		return err
@@ -176,6 +174,9 @@ func (a *App) Validate() error {
 	}
 	if b := a.backend(); !slices.Contains(throttleBackends, b) {
 		return fmt.Errorf("throttle: backend '%s' is not one of local, redis", b)
+	}
+	if err := a.Throttle.validate(); err != nil {
+		return fmt.Errorf("throttle: %v", err)
 	}
 	if a.SyncInterval < caddy.Duration(100*time.Millisecond) {
 		return fmt.Errorf("sync_interval: must be at least 100ms")
@@ -342,12 +343,19 @@ const localLimiterKey = "mtls_auth/throttle/local"
 // ThrottleConfig chooses where throttle counters live.
 type ThrottleConfig struct {
 	// `local` (default): in this instance's memory, kept across config
-	// reloads; each instance counts alone. `redis`: in a Redis server shared
-	// by every instance, so limits are exact across a cluster.
+	// reloads; each instance counts alone. `redis`: in Redis (one server,
+	// or a Redis Cluster) shared by every instance, so that they enforce
+	// one limit together.
 	Backend string `json:"backend,omitempty"`
 	// The Redis server, as `redis://[user:password@]host:port/db` (or
 	// `rediss://` for TLS). Accepts placeholders such as `{env.REDIS_URL}`.
 	URL string `json:"url,omitempty"`
+	// Instead of `url`: seed nodes of a Redis Cluster, as
+	// `redis://[user:password@]host:port` URLs (or `rediss://`), all with
+	// the same credentials. One is enough to find the others; list more so
+	// that Caddy can start while one is down. Each identity's counters live
+	// in one hash slot. Accepts placeholders.
+	Cluster []string `json:"cluster,omitempty"`
 	// How long to wait for Redis before applying `on_error`. Default: 100ms.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
@@ -357,6 +365,24 @@ var (
 	onErrorModes     = []string{"allow", "deny"}
 	throttleBackends = []string{"local", "redis"}
 )
+
+// validate checks that the redis backend has exactly one of url and
+// cluster, and that the local one has neither. A nil config is local.
+func (c *ThrottleConfig) validate() error {
+	if c == nil {
+		return nil
+	}
+	redis := c.Backend == "redis"
+	switch {
+	case redis && c.URL == "" && len(c.Cluster) == 0:
+		return errors.New("the redis backend needs url or cluster")
+	case redis && c.URL != "" && len(c.Cluster) > 0:
+		return errors.New("url and cluster both set; want one of them")
+	case !redis && (c.URL != "" || len(c.Cluster) > 0):
+		return errors.New("url and cluster apply to the redis backend only")
+	}
+	return nil
+}
 
 // backend is the configured throttle backend, local by default.
 func (a *App) backend() string {
@@ -380,8 +406,20 @@ func (a *App) provisionLimiter() error {
 		a.limiter = val.(*throttle.Local)
 		a.releaseLimiter = func() { _, _ = localLimiters.Delete(localLimiterKey) }
 	case "redis":
-		url := caddy.NewReplacer().ReplaceKnown(a.Throttle.URL, "")
-		r, err := throttle.NewRedis(throttle.RedisOptions{URL: url, Timeout: time.Duration(a.Throttle.Timeout)})
+		repl := caddy.NewReplacer()
+		redisLog := a.logger.Named("redis")
+		opts := throttle.RedisOptions{
+			URL:     repl.ReplaceKnown(a.Throttle.URL, ""),
+			Timeout: time.Duration(a.Throttle.Timeout),
+			// go-redis' own lines (a failed dial, a cluster node marked
+			// failing) would otherwise go raw to stderr, outside Caddy's
+			// logging; they come out as mtls_auth.redis lines instead.
+			Log: func(msg string) { redisLog.Warn("redis client", zap.String("event", msg)) },
+		}
+		for _, u := range a.Throttle.Cluster {
+			opts.Cluster = append(opts.Cluster, repl.ReplaceKnown(u, ""))
+		}
+		r, err := throttle.NewRedis(opts)
 		if err != nil {
 			return fmt.Errorf("throttle redis: %v", err)
 		}

@@ -198,14 +198,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //
 //	mtls_auth {
 //		tier           <name> <requests> <window>
-//		throttle       local|redis <url>
+//		throttle       local|redis <url> [<url>...]
 //		on_error       allow|deny
 //		sync_interval  <duration>
 //		log_rejections debug|info|warn
 //		expiry_warning <duration>
 //	}
 //
-// `tier` may be repeated, once per name.
+// `tier` may be repeated, once per name. `throttle redis` with several URLs
+// names the seed nodes of a Redis Cluster.
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
 		return nil, d.Err("mtls_auth global option already specified")
@@ -250,8 +251,17 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				app.Throttle = &ThrottleConfig{Backend: "local"}
 			case len(args) == 2 && args[0] == "redis":
 				app.Throttle = &ThrottleConfig{Backend: "redis", URL: args[1]}
+			case len(args) > 2 && args[0] == "redis":
+				// Several URLs: the seed nodes of a Redis Cluster.
+				// Errors name nodes by position: a URL may hold a password.
+				for i, u := range args[1:] {
+					if j := slices.Index(args[1:i+1], u); j >= 0 {
+						return nil, d.Errf("redis cluster node %d is node %d again", i+1, j+1)
+					}
+				}
+				app.Throttle = &ThrottleConfig{Backend: "redis", Cluster: args[1:]}
 			case len(args) > 0 && args[0] != "local" && args[0] != "redis":
-				return nil, d.Errf("invalid throttle backend '%s': want local or redis <url>", args[0])
+				return nil, d.Errf("invalid throttle backend '%s': want local or redis <url> [<url>...]", args[0])
 			default:
 				return nil, d.ArgErr()
 			}
