@@ -175,7 +175,7 @@ func TestThrottleConfigErrors(t *testing.T) {
 // TestThrottleRedisClusterProvision: a cluster backend is built from the
 // seeds (placeholders replaced) without connecting; nobody answers, so
 // startup warns, and a request's failure reaches on_error, with go-redis'
-// own lines in the app's log at debug level.
+// own lines in the app's log (at warn, under mtls_auth.redis).
 func TestThrottleRedisClusterProvision(t *testing.T) {
 	t.Setenv("MTLS_TEST_REDIS_SEED", "127.0.0.1:1")
 	core, logs := observer.New(zap.DebugLevel)
@@ -196,7 +196,7 @@ func TestThrottleRedisClusterProvision(t *testing.T) {
 	assert.True(t, deny)
 	lines := logs.FilterMessage("redis client").All()
 	require.NotEmpty(t, lines, "go-redis' own lines go to the app's log")
-	assert.Equal(t, zap.DebugLevel, lines[0].Level)
+	assert.Equal(t, zap.WarnLevel, lines[0].Level)
 
 	bad := &App{Throttle: &ThrottleConfig{Backend: "redis", Cluster: []string{"redis://:s3cret@a:1", "redis://:s3cret@b:1/3"}}}
 	err = bad.setup(zap.NewNop(), &certmagic.FileStorage{Path: t.TempDir()})

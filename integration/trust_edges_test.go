@@ -70,7 +70,10 @@ func TestAllowPinsExactly(t *testing.T) {
 	files := p.files(t, "expired.pem", "notyet.pem", "wrongusage.pem", "alice.pem", "ca.pem")
 	files["partner.pem"] = partnerPEM
 	pinned, asCA := freePort(t), freePort(t)
-	base := []string{"profile nginx", "trusted_sources 127.0.0.1/32"}
+	// aws_alb: a URL-encoded PEM chain (nginx's header carries one
+	// certificate only, so a chain there is malformed before any trust
+	// decision).
+	base := []string{"profile aws_alb", "header Ssl-Client-Cert", "trusted_sources 127.0.0.1/32"}
 	pinnedSite := mtlsSite(pinned, "Ssl-Client-Cert", append(base,
 		"allow partner partner.pem meta team partners",
 		"allow old expired.pem",
@@ -208,7 +211,8 @@ func TestRevocationFetchesOnlyVerifiedCertificates(t *testing.T) {
 	files["leaf.pem"] = leaf.PEM()
 	caPort, pinnedPort, poolPort := freePort(t), freePort(t), freePort(t)
 	revocation := "revocation {\n\t\t\tcrl_from_certificate\n\t\t\tocsp\n\t\t}"
-	base := []string{"profile nginx", "trusted_sources 127.0.0.1/32", revocation}
+	// aws_alb: a URL-encoded PEM chain, as ALB forwards what the client sent.
+	base := []string{"profile aws_alb", "header Ssl-Client-Cert", "trusted_sources 127.0.0.1/32", revocation}
 	sites := mtlsSite(pinnedPort, "Ssl-Client-Cert", append(base, "allow client leaf.pem")...) +
 		mtlsSite(poolPort, "Ssl-Client-Cert", append(base, "trust_pool file ca.pem")...)
 	c := startCaddy(t, sites, files)
