@@ -1,5 +1,5 @@
 # Thin wrappers around scripts/: the scripts are the source of truth.
-.PHONY: build test quickstart bench load deps
+.PHONY: build test quickstart bench load runtime-load deps
 
 build:
 	bash scripts/build.sh
@@ -15,6 +15,9 @@ bench:
 
 load:
 	bash bench/load.sh
+
+runtime-load:
+	bash bench/runtime_load.sh
 
 deps:
 	bash scripts/deps.sh

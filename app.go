@@ -2,6 +2,7 @@ package mtlsauth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -49,9 +50,19 @@ type App struct {
 	OnError string `json:"on_error,omitempty"`
 
 	// How often runtime certificates (added through the admin API, possibly
-	// on another instance) and certificate files named in the configuration
-	// are re-read. Default: 10s.
+	// on another instance), certificate files and CRL files named in the
+	// configuration are re-read. Default: 10s.
 	SyncInterval caddy.Duration `json:"sync_interval,omitempty"`
+
+	// The level of the log line written for each rejected request:
+	// `debug` (default), `info` or `warn`. A header from a peer outside
+	// trusted_sources logs at info at least.
+	LogRejections string `json:"log_rejections,omitempty"`
+	// Configured certificates (allow entries, allow_dir files, trust pool
+	// CAs, runtime stores) whose validity ends within this window are
+	// logged at warn when the configuration loads, and then once a day.
+	// Default: 30d.
+	ExpiryWarning caddy.Duration `json:"expiry_warning,omitempty"`
 
 	ctx     caddy.Context
 	logger  *zap.Logger
@@ -65,6 +76,9 @@ type App struct {
 	releaseLimiter func()
 	stats          *throttleStats
 	done           chan struct{}
+
+	// ops is what the metrics and the status page read (status.go).
+	ops *appStats
 }
 
 // registry is what the handlers of one configuration tell their app.
@@ -72,6 +86,7 @@ type registry struct {
 	mu       sync.Mutex
 	watchers map[reloader]struct{} // handlers with files to re-read
 	apis     map[string]struct{}   // API names configured on routes
+	routes   map[*Handler]struct{} // every provisioned handler
 }
 
 // reloader is what the sync loop knows of a handler: something with
@@ -106,7 +121,13 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // deny list.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
-	return a.setup(ctx.Logger(), ctx.Storage())
+	if err := a.setup(ctx.Logger(), ctx.Storage()); err != nil {
+		return err
+	}
+	if err := registerMetrics(ctx.GetMetricsRegistry(), a); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
+	return nil
 }
 
 // setup builds the app's state over storage.
@@ -119,13 +140,19 @@ func (a *App) setup(logger *zap.Logger, storage certmagic.Storage) error {
 	for _, t := range a.Tiers {
 		a.tiers[t.Name] = t // Validate refuses a name defined twice
 	}
+	if a.ExpiryWarning == 0 {
+		a.ExpiryWarning = caddy.Duration(defaultExpiryWarning)
+	}
 	a.stats = &throttleStats{}
+	a.ops = newAppStats(a.Tiers)
 	if err := a.provisionLimiter(); err != nil {
 		return err
 	}
-	a.reg = &registry{watchers: map[reloader]struct{}{}, apis: map[string]struct{}{}}
+	a.reg = &registry{watchers: map[reloader]struct{}{}, apis: map[string]struct{}{}, routes: map[*Handler]struct{}{}}
 	a.runtime = store.NewRuntime(storage, storagePrefix)
-	if err := a.runtime.Sync(context.Background()); err != nil {
+	err := a.runtime.Sync(context.Background())
+	a.synced(err)
+	if err != nil {
 		if store.IsStorageError(err) {
 			return fmt.Errorf("reading runtime certificates from storage: %v", err)
 		}
@@ -148,16 +175,30 @@ func (a *App) Validate() error {
 	if b := a.backend(); !slices.Contains(throttleBackends, b) {
 		return fmt.Errorf("throttle: backend '%s' is not one of local, redis", b)
 	}
+	if err := a.Throttle.validate(); err != nil {
+		return fmt.Errorf("throttle: %v", err)
+	}
 	if a.SyncInterval < caddy.Duration(100*time.Millisecond) {
 		return fmt.Errorf("sync_interval: must be at least 100ms")
+	}
+	if _, ok := rejectionLevels[a.LogRejections]; !ok {
+		return fmt.Errorf("log_rejections: '%s' is not one of debug, info, warn", a.LogRejections)
+	}
+	if a.ExpiryWarning < 0 {
+		return fmt.Errorf("expiry_warning: must not be negative")
 	}
 	return nil
 }
 
-// Start runs the sync loop.
+// Start refuses a configuration in which an mtls_auth handler can never
+// run (routecheck.go), then runs the sync loop.
 func (a *App) Start() error {
+	if err := a.checkConfig(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(a.ctx)
 	a.cancel = cancel
+	a.warnExpiring(time.Now())
 	a.done = make(chan struct{})
 	go a.syncLoop(ctx, time.Duration(a.SyncInterval))
 	return nil
@@ -188,7 +229,9 @@ func (a *App) syncLoop(ctx context.Context, every time.Duration) {
 
 // syncOnce re-reads storage and the handlers' watched files.
 func (a *App) syncOnce(ctx context.Context) {
-	if err := a.runtime.Sync(ctx); err != nil {
+	err := a.runtime.Sync(ctx)
+	a.synced(err)
+	if err != nil {
 		a.logger.Error("syncing runtime certificates", zap.Error(err))
 	}
 	a.reg.mu.Lock()
@@ -200,6 +243,7 @@ func (a *App) syncOnce(ctx context.Context) {
 	for _, w := range watchers {
 		w.reloadFiles()
 	}
+	a.warnExpiringDaily(time.Now())
 }
 
 // validateTier checks one tier against the tiers defined before it. It is
@@ -250,6 +294,14 @@ func (a *App) registerAPI(api string) {
 	a.reg.mu.Unlock()
 }
 
+// apiConfigured reports whether a route of this configuration serves api.
+func (a *App) apiConfigured(api string) bool {
+	a.reg.mu.Lock()
+	defer a.reg.mu.Unlock()
+	_, ok := a.reg.apis[api]
+	return ok
+}
+
 // unwatch removes a handler, at its cleanup.
 func (a *App) unwatch(r reloader) {
 	a.reg.mu.Lock()
@@ -291,12 +343,19 @@ const localLimiterKey = "mtls_auth/throttle/local"
 // ThrottleConfig chooses where throttle counters live.
 type ThrottleConfig struct {
 	// `local` (default): in this instance's memory, kept across config
-	// reloads; each instance counts alone. `redis`: in a Redis server shared
-	// by every instance, so limits are exact across a cluster.
+	// reloads; each instance counts alone. `redis`: in Redis (one server,
+	// or a Redis Cluster) shared by every instance, so that they enforce
+	// one limit together.
 	Backend string `json:"backend,omitempty"`
 	// The Redis server, as `redis://[user:password@]host:port/db` (or
 	// `rediss://` for TLS). Accepts placeholders such as `{env.REDIS_URL}`.
 	URL string `json:"url,omitempty"`
+	// Instead of `url`: seed nodes of a Redis Cluster, as
+	// `redis://[user:password@]host:port` URLs (or `rediss://`), all with
+	// the same credentials. One is enough to find the others; list more so
+	// that Caddy can start while one is down. Each identity's counters live
+	// in one hash slot. Accepts placeholders.
+	Cluster []string `json:"cluster,omitempty"`
 	// How long to wait for Redis before applying `on_error`. Default: 100ms.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
@@ -306,6 +365,24 @@ var (
 	onErrorModes     = []string{"allow", "deny"}
 	throttleBackends = []string{"local", "redis"}
 )
+
+// validate checks that the redis backend has exactly one of url and
+// cluster, and that the local one has neither. A nil config is local.
+func (c *ThrottleConfig) validate() error {
+	if c == nil {
+		return nil
+	}
+	redis := c.Backend == "redis"
+	switch {
+	case redis && c.URL == "" && len(c.Cluster) == 0:
+		return errors.New("the redis backend needs url or cluster")
+	case redis && c.URL != "" && len(c.Cluster) > 0:
+		return errors.New("url and cluster both set; want one of them")
+	case !redis && (c.URL != "" || len(c.Cluster) > 0):
+		return errors.New("url and cluster apply to the redis backend only")
+	}
+	return nil
+}
 
 // backend is the configured throttle backend, local by default.
 func (a *App) backend() string {
@@ -329,8 +406,20 @@ func (a *App) provisionLimiter() error {
 		a.limiter = val.(*throttle.Local)
 		a.releaseLimiter = func() { _, _ = localLimiters.Delete(localLimiterKey) }
 	case "redis":
-		url := caddy.NewReplacer().ReplaceKnown(a.Throttle.URL, "")
-		r, err := throttle.NewRedis(throttle.RedisOptions{URL: url, Timeout: time.Duration(a.Throttle.Timeout)})
+		repl := caddy.NewReplacer()
+		redisLog := a.logger.Named("redis")
+		opts := throttle.RedisOptions{
+			URL:     repl.ReplaceKnown(a.Throttle.URL, ""),
+			Timeout: time.Duration(a.Throttle.Timeout),
+			// go-redis' own lines (a failed dial, a cluster node marked
+			// failing) would otherwise go raw to stderr, outside Caddy's
+			// logging; they come out as mtls_auth.redis lines instead.
+			Log: func(msg string) { redisLog.Warn("redis client", zap.String("event", msg)) },
+		}
+		for _, u := range a.Throttle.Cluster {
+			opts.Cluster = append(opts.Cluster, repl.ReplaceKnown(u, ""))
+		}
+		r, err := throttle.NewRedis(opts)
 		if err != nil {
 			return fmt.Errorf("throttle redis: %v", err)
 		}

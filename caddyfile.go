@@ -2,6 +2,9 @@ package mtlsauth
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
+	"slices"
 	"strconv"
 	"time"
 
@@ -45,10 +48,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		header             <field>
 //		chain_header       <field>
 //		profile            <name>
-//		trusted_sources    <cidr...>|server|any
+//		trusted_sources    <cidr|private_ranges...>|server|any
 //		trust_pool         <module> [...]
 //		allow              <alias> <pem-file> [tier <name>] [meta <key> <value>]...
+//		allow_ca           <alias> <ca-pem-file> [tier <name>] [meta <key> <value>]...
 //		allow_dir          <dir> [tier <name>]
+//		user_id            <template>
 //		default_tier       <name>
 //		mode               mandatory|optional|fallback
 //		keep_header
@@ -60,13 +65,17 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //		xfcc_element       first|last|<n>
 //		xfcc_by            <uri>
+//		xfcc_proxies       <uri>...
 //		max_header_bytes   <size>
 //		max_chain          <n>
+//		max_xfcc_elements  <n>
 //		cache_size         <n>|off
 //	}
 //
-// `allow` and `allow_dir` may be repeated; every other subdirective may be
-// given once.
+// `allow`, `allow_ca` and `allow_dir` may be repeated; every other
+// subdirective may be given once. In trusted_sources, `private_ranges`
+// stands for the private and loopback ranges, as in Caddy's
+// `trusted_proxies static`.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
@@ -75,7 +84,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
-		if sub != "allow" && sub != "allow_dir" {
+		if sub != "allow" && sub != "allow_ca" && sub != "allow_dir" {
 			if seen[sub] {
 				return d.Errf("%s already specified", sub)
 			}
@@ -94,9 +103,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "profile":
 			h.Profile, err = singleArg(d)
 		case "trusted_sources":
-			h.TrustedSources = d.RemainingArgs()
-			if len(h.TrustedSources) == 0 {
+			args := d.RemainingArgs()
+			if len(args) == 0 {
 				return d.ArgErr()
+			}
+			// private_ranges is expanded here, as Caddy's trusted_proxies
+			// does, so the JSON shows what is trusted.
+			for _, a := range args {
+				if a == sourcesPrivateRanges {
+					h.TrustedSources = append(h.TrustedSources, caddyhttp.PrivateRangesCIDR()...)
+				} else {
+					h.TrustedSources = append(h.TrustedSources, a)
+				}
 			}
 			_, err = newSourceGate(h.TrustedSources)
 			if err != nil {
@@ -104,8 +122,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "trust_pool":
 			err = h.unmarshalTrustPool(d)
-		case "allow":
-			err = h.unmarshalAllow(d)
+		case "allow", "allow_ca":
+			err = h.unmarshalAllow(d, sub == "allow_ca")
 		case "allow_dir":
 			err = h.unmarshalAllowDir(d)
 		case "default_tier":
@@ -125,6 +143,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.unmarshalXFCCElement(d)
 		case "xfcc_by":
 			h.XFCCBy, err = singleArg(d)
+		case "xfcc_proxies":
+			h.XFCCProxies = d.RemainingArgs()
+			if len(h.XFCCProxies) == 0 {
+				return d.ArgErr()
+			}
+			for i, p := range h.XFCCProxies {
+				if slices.Contains(h.XFCCProxies[:i], p) {
+					return d.Errf("xfcc_proxies: '%s' listed twice", p)
+				}
+			}
+		case "max_xfcc_elements":
+			h.MaxXFCCElements, err = positiveInt(d)
+		case "user_id":
+			if h.UserID, err = singleArg(d); err == nil {
+				if cerr := checkUserID(h.UserID); cerr != nil {
+					return d.Err(cerr.Error())
+				}
+			}
 		case "max_header_bytes":
 			var v string
 			if v, err = singleArg(d); err == nil {
@@ -162,12 +198,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //
 //	mtls_auth {
 //		tier           <name> <requests> <window>
-//		throttle       local|redis <url>
+//		throttle       local|redis <url> [<url>...]
 //		on_error       allow|deny
 //		sync_interval  <duration>
+//		log_rejections debug|info|warn
+//		expiry_warning <duration>
 //	}
 //
-// `tier` may be repeated, once per name.
+// `tier` may be repeated, once per name. `throttle redis` with several URLs
+// names the seed nodes of a Redis Cluster.
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
 		return nil, d.Err("mtls_auth global option already specified")
@@ -212,8 +251,17 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				app.Throttle = &ThrottleConfig{Backend: "local"}
 			case len(args) == 2 && args[0] == "redis":
 				app.Throttle = &ThrottleConfig{Backend: "redis", URL: args[1]}
+			case len(args) > 2 && args[0] == "redis":
+				// Several URLs: the seed nodes of a Redis Cluster.
+				// Errors name nodes by position: a URL may hold a password.
+				for i, u := range args[1:] {
+					if j := slices.Index(args[1:i+1], u); j >= 0 {
+						return nil, d.Errf("redis cluster node %d is node %d again", i+1, j+1)
+					}
+				}
+				app.Throttle = &ThrottleConfig{Backend: "redis", Cluster: args[1:]}
 			case len(args) > 0 && args[0] != "local" && args[0] != "redis":
-				return nil, d.Errf("invalid throttle backend '%s': want local or redis <url>", args[0])
+				return nil, d.Errf("invalid throttle backend '%s': want local or redis <url> [<url>...]", args[0])
 			default:
 				return nil, d.ArgErr()
 			}
@@ -223,6 +271,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 			app.OnError = v
+		case "log_rejections":
+			v, err := oneOf(d, "debug", "info", "warn")
+			if err != nil {
+				return nil, err
+			}
+			app.LogRejections = v
 		case "sync_interval":
 			v, err := singleArg(d)
 			if err != nil {
@@ -233,6 +287,16 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.Errf("invalid sync_interval '%s': want a duration of at least 100ms", v)
 			}
 			app.SyncInterval = caddy.Duration(dur)
+		case "expiry_warning":
+			v, err := singleArg(d)
+			if err != nil {
+				return nil, err
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("invalid expiry_warning '%s': want a positive duration such as 30d", v)
+			}
+			app.ExpiryWarning = caddy.Duration(dur)
 		default:
 			return nil, d.Errf("unrecognized mtls_auth option '%s'", sub)
 		}
@@ -259,8 +323,14 @@ func (h *Handler) unmarshalTrustPool(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// unmarshalAllow reads `allow <alias> <file> [meta <key> <value>]...`.
-func (h *Handler) unmarshalAllow(d *caddyfile.Dispenser) error {
+// unmarshalAllow reads `allow <alias> <file> [tier <name>] [meta <key>
+// <value>]...` (ca false) or the same after `allow_ca` (ca true). When the
+// file can be read at adapt time, it is loaded as Provision will load it,
+// so that a bad file (no certificate, a private key, a bundle, or for
+// allow_ca a certificate that is not a CA) is reported at its line; a file
+// that is not there yet is left to Provision.
+func (h *Handler) unmarshalAllow(d *caddyfile.Dispenser, ca bool) error {
+	sub := d.Val()
 	args := d.RemainingArgs()
 	if len(args) < 2 {
 		return d.ArgErr()
@@ -270,10 +340,10 @@ func (h *Handler) unmarshalAllow(d *caddyfile.Dispenser) error {
 		switch rest[0] {
 		case "tier":
 			if len(rest) < 2 {
-				return d.Errf("allow %s: tier needs a name", e.Alias)
+				return d.Errf("%s %s: tier needs a name", sub, e.Alias)
 			}
 			if e.Tier != "" {
-				return d.Errf("allow %s: tier given twice", e.Alias)
+				return d.Errf("%s %s: tier given twice", sub, e.Alias)
 			}
 			if err := h.checkTierName(d, rest[1]); err != nil {
 				return err
@@ -282,26 +352,33 @@ func (h *Handler) unmarshalAllow(d *caddyfile.Dispenser) error {
 			rest = rest[2:]
 		case "meta":
 			if len(rest) < 3 {
-				return d.Errf("allow %s: meta needs a key and a value", e.Alias)
+				return d.Errf("%s %s: meta needs a key and a value", sub, e.Alias)
 			}
 			if e.Meta == nil {
 				e.Meta = map[string]string{}
 			}
 			if _, dup := e.Meta[rest[1]]; dup {
-				return d.Errf("allow %s: meta key '%s' given twice", e.Alias, rest[1])
+				return d.Errf("%s %s: meta key '%s' given twice", sub, e.Alias, rest[1])
 			}
 			e.Meta[rest[1]] = rest[2]
 			rest = rest[3:]
 		default:
-			return d.Errf("allow %s: unexpected '%s' (want tier <name> or meta <key> <value>)", e.Alias, rest[0])
+			return d.Errf("%s %s: unexpected '%s' (want tier <name> or meta <key> <value>)", sub, e.Alias, rest[0])
 		}
 	}
-	for _, prev := range h.Allow {
+	for _, prev := range append(h.Allow[:len(h.Allow):len(h.Allow)], h.AllowCA...) {
 		if prev.Alias == e.Alias {
-			return d.Errf("allow: alias '%s' already specified", e.Alias)
+			return d.Errf("%s: alias '%s' already specified", sub, e.Alias)
 		}
 	}
-	h.Allow = append(h.Allow, e)
+	if _, err := h.loadAllowEntry(e, ca); err != nil && !errors.As(err, new(*fs.PathError)) {
+		return d.Err(err.Error())
+	}
+	if ca {
+		h.AllowCA = append(h.AllowCA, e)
+	} else {
+		h.Allow = append(h.Allow, e)
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package mtlsauth
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
@@ -53,8 +54,15 @@ func TestDecodeCommand(t *testing.T) {
 			f := tc.flags
 			f.json = true
 			require.NoError(t, runDecode(strings.NewReader(tc.input), &out, f))
-			var got []map[string]any
-			require.NoError(t, json.Unmarshal(out.Bytes(), &got))
+			var rep struct {
+				Profile      string           `json:"profile"`
+				Verdict      string           `json:"verdict"`
+				Certificates []map[string]any `json:"certificates"`
+			}
+			require.NoError(t, json.Unmarshal(out.Bytes(), &rep))
+			assert.Equal(t, tc.profile, rep.Profile)
+			assert.Equal(t, "ok", rep.Verdict)
+			got := rep.Certificates
 			require.Len(t, got, len(tc.certs))
 			for i, c := range tc.certs {
 				assert.Equal(t, c.Fingerprint(), got[i]["sha256_fingerprint"])
@@ -80,8 +88,9 @@ func TestDecodeCommandReport(t *testing.T) {
 	var out bytes.Buffer
 	in := strings.NewReader(base64.StdEncoding.EncodeToString(leaf.DER()) + "," + base64.StdEncoding.EncodeToString(root.DER()))
 	require.NoError(t, runDecode(in, &out, decodeFlags{json: true}))
-	var got []certReport
-	require.NoError(t, json.Unmarshal(out.Bytes(), &got))
+	var rep decodeReport
+	require.NoError(t, json.Unmarshal(out.Bytes(), &rep))
+	got := rep.Certificates
 	require.Len(t, got, 2)
 	want := certReport{
 		Position: 1, Role: "leaf", Profile: "der_base64",
@@ -128,7 +137,10 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{"unknown profile", der, decodeFlags{profile: "f5"}, `unknown profile "f5"`},
 		{"wrong profile", der, decodeFlags{profile: "gcp"}, "try profile der_base64"},
 		{"bad xfcc element", der, decodeFlags{xfccElement: "middle"}, "invalid --xfcc-element"},
-		{"too big", strings.Repeat("A", maxDecodeInput+1), decodeFlags{}, "input is over"},
+		{"too big", strings.Repeat("A", maxDecodeInput+1), decodeFlags{}, "stdin is over"},
+		{"the handler's reason", der + "," + der, decodeFlags{}, "(the handler's reason: malformed)"},
+		{"missing chain file", der, decodeFlags{chainFile: "/nonexistent/chain"}, "/nonexistent/chain"},
+		{"missing ca file", der, decodeFlags{caFile: "/nonexistent/ca.pem"}, "--ca: open /nonexistent/ca.pem"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -162,4 +174,73 @@ func TestSplitHeaderLine(t *testing.T) {
 		assert.Equal(t, tc.value, value, tc.in)
 	}
 	_ = decoder.Profiles
+}
+
+func TestDecodeCommandVerdict(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	root := testpki.NewRoot("verdict root")
+	inter := root.NewIntermediate("verdict intermediate")
+	leaf := inter.NewLeaf("client", testpki.URIs("spiffe://cluster.local/ns/prod/sa/client"))
+	expired := inter.NewLeaf("expired", testpki.Expired())
+	serverOnly := inter.NewLeaf("server", testpki.EKU(x509.ExtKeyUsageServerAuth))
+	write := func(name string, data []byte) string {
+		p, err := testpki.WriteFile(dir, name, data)
+		require.NoError(t, err)
+		return p
+	}
+	ca := write("ca.pem", root.PEM())
+	otherCA := write("other.pem", testpki.NewRoot("other").PEM())
+	chain := write("chain.txt", []byte("Client-Cert-Chain: :"+base64.StdEncoding.EncodeToString(inter.DER())+":\n"))
+	item := func(c *testpki.Cert) string { return ":" + base64.StdEncoding.EncodeToString(c.DER()) + ":" }
+	gateway := strings.NewReplacer("\n", "%0A", " ", "%20", "+", "%2B", "/", "%2F", "=", "%3D").Replace(string(leaf.PEM()))
+	istio := "x-forwarded-client-cert: Hash=" + leaf.Fingerprint() + `;Cert="` + gateway + `"` +
+		",By=spiffe://cluster.local/ns/prod/sa/api;Hash=" + strings.Repeat("ab", 32) + `;Subject="";URI=spiffe://gw`
+
+	cases := []struct {
+		name     string
+		input    string
+		flags    decodeFlags
+		verdict  string
+		verified bool
+		line     string
+	}{
+		{"valid, no --ca", item(leaf), decodeFlags{}, "ok", false, "(validity and key usage only: give --ca to verify the chain)"},
+		{"expired without --ca", item(expired), decodeFlags{}, "expired", false, "certificate expired at"},
+		{"server auth only", item(serverOnly), decodeFlags{}, "wrong_usage", false, "does not include clientAuth"},
+		{"verified through --chain", item(leaf), decodeFlags{caFile: ca, chainFile: chain}, "ok", true, "chain verified to " + ca},
+		{"intermediate missing", item(leaf), decodeFlags{caFile: ca}, "untrusted", false, "chain does not verify to the trust pool"},
+		{"another CA", item(leaf), decodeFlags{caFile: otherCA, chainFile: chain}, "untrusted", false, ""},
+		{"expired with --ca", item(expired), decodeFlags{caFile: ca, chainFile: chain}, "expired", false, ""},
+		{"istio with --xfcc-proxies", istio, decodeFlags{caFile: ca, chainFile: chain, xfccProxies: []string{"spiffe://gw"}}, "ok", true, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var out bytes.Buffer
+			err := runDecode(strings.NewReader(tc.input), &out, tc.flags)
+			if tc.verdict == "ok" {
+				require.NoError(t, err)
+			} else {
+				require.EqualError(t, err, "the handler would reject this certificate: "+tc.verdict)
+			}
+			assert.Contains(t, out.String(), "\nverdict: "+tc.verdict+"\n")
+			assert.Contains(t, out.String(), tc.line)
+
+			out.Reset()
+			f := tc.flags
+			f.json = true
+			_ = runDecode(strings.NewReader(tc.input), &out, f)
+			var rep decodeReport
+			require.NoError(t, json.Unmarshal(out.Bytes(), &rep))
+			assert.Equal(t, tc.verdict, rep.Verdict)
+			assert.Equal(t, tc.verified, rep.ChainVerified)
+			assert.Equal(t, leaf.Fingerprint() == rep.Certificates[0].SHA256, tc.name != "expired without --ca" && tc.name != "expired with --ca" && tc.name != "server auth only")
+		})
+	}
+	// Without --xfcc-proxies the Istio header's last element has no Cert,
+	// and the error says what to do.
+	err := runDecode(strings.NewReader(istio), &bytes.Buffer{}, decodeFlags{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "xfcc_proxies")
 }

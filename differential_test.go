@@ -204,8 +204,10 @@ func diffCases() []diffCase {
 }
 
 // oracle is the reason crypto/x509 gives on fresh state: "" when a chain
-// free of denied certificates verifies.
-func oracle(c diffCase, req presented) string {
+// free of denied certificates verifies. A header goes through the decoder
+// first, which refuses a non-CA certificate after the leaf; a TLS
+// connection's chain does not.
+func oracle(c diffCase, req presented, viaHeader bool) string {
 	isDenied := func(x *x509.Certificate) bool {
 		for _, d := range c.denied {
 			if d.Cert.Equal(x) {
@@ -213,6 +215,11 @@ func oracle(c diffCase, req presented) string {
 			}
 		}
 		return false
+	}
+	for _, i := range req.inters {
+		if viaHeader && (!i.Cert.BasicConstraintsValid || !i.Cert.IsCA) {
+			return "malformed" // the decoder's rule: only CA certificates follow the leaf
+		}
 	}
 	for _, x := range append([]*testpki.Cert{req.leaf}, req.inters...) {
 		if isDenied(x.Cert) {
@@ -260,7 +267,8 @@ func TestDifferentialAgainstX509(t *testing.T) {
 
 // runDiffCase warms a handler with c's warm-up requests, denies c's
 // denied certificates, then compares the warm handler's verdict and a
-// fresh one's with the oracle's, request by request.
+// fresh one's with the oracle's, request by request: for the chain in
+// headers, and on the TLS connection.
 func runDiffCase(t *testing.T, c diffCase) {
 	t.Helper()
 	var poolPEM []byte
@@ -270,30 +278,42 @@ func runDiffCase(t *testing.T, c diffCase) {
 	poolFile, err := testpki.WriteFile(t.TempDir(), "pool.pem", poolPEM)
 	require.NoError(t, err)
 	app := newTestApp(t)
-	handler := func() *Handler {
-		h := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(poolFile), app: app}
+	handler := func(source string) *Handler {
+		h := &Handler{Source: source, Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(poolFile), app: app}
 		require.NoError(t, provision(t, h))
 		return h
 	}
-	warm := handler()
-	for _, w := range c.warm {
-		serve(t, warm, request{headers: w.headers()})
-		serve(t, warm, request{headers: w.headers()}) // and from the result cache
+	send := func(h *Handler, p presented) response {
+		if h.Source == "tls" {
+			return serve(t, h, request{tlsPeerCerts: append([]*x509.Certificate{p.leaf.Cert}, certs(p.inters...)...)})
+		}
+		return serve(t, h, request{headers: p.headers()})
+	}
+	warm := map[string]*Handler{}
+	for _, source := range []string{"header", "tls"} {
+		h := handler(source)
+		for _, w := range c.warm {
+			send(h, w)
+			send(h, w) // and from the result cache
+		}
+		warm[source] = h
 	}
 	for _, d := range c.denied {
 		_, err := app.runtime.Deny(context.Background(), store.DenyRecord{Fingerprint: d.Fingerprint()})
 		require.NoError(t, err)
 	}
-	for i, req := range c.test {
-		want := oracle(c, req)
-		if c.want != nil {
-			want = *c.want
+	for _, source := range []string{"header", "tls"} {
+		for i, req := range c.test {
+			want := oracle(c, req, source == "header")
+			if c.want != nil {
+				want = *c.want
+			}
+			cold := send(handler(source), req)
+			hot := send(warm[source], req)
+			name := fmt.Sprintf("%s, request %d (%s)", source, i, req.leaf.Cert.Subject.CommonName)
+			assert.Equal(t, want, cold.ph("http.mtls.error"), "%s: cold: %v", name, cold.err)
+			assert.Equal(t, want, hot.ph("http.mtls.error"), "%s: warm: %v", name, hot.err)
 		}
-		cold := serve(t, handler(), request{headers: req.headers()})
-		hot := serve(t, warm, request{headers: req.headers()})
-		name := fmt.Sprintf("request %d (%s)", i, req.leaf.Cert.Subject.CommonName)
-		assert.Equal(t, want, cold.ph("http.mtls.error"), "%s: cold: %v", name, cold.err)
-		assert.Equal(t, want, hot.ph("http.mtls.error"), "%s: warm: %v", name, hot.err)
 	}
 }
 

@@ -14,6 +14,10 @@ import (
 const (
 	sourcesServer = "server"
 	sourcesAny    = "any"
+	// sourcesPrivateRanges is the private and loopback ranges (Caddy's
+	// caddyhttp.PrivateRangesCIDR), as Caddy's trusted_proxies static
+	// accepts it; the Caddyfile expands it, the JSON may carry it as is.
+	sourcesPrivateRanges = "private_ranges"
 )
 
 // sourceGate decides whether the TCP peer of a request may speak for a
@@ -41,11 +45,17 @@ func newSourceGate(sources []string) (sourceGate, error) {
 			}
 			return sourceGate{server: s == sourcesServer, any: s == sourcesAny}, nil
 		}
-		p, err := parsePrefix(s)
-		if err != nil {
-			return g, fmt.Errorf("trusted_sources: %v", err)
+		cidrs := []string{s}
+		if s == sourcesPrivateRanges {
+			cidrs = caddyhttp.PrivateRangesCIDR()
 		}
-		g.prefixes = append(g.prefixes, p)
+		for _, c := range cidrs {
+			p, err := parsePrefix(c)
+			if err != nil {
+				return g, fmt.Errorf("trusted_sources: %v", err)
+			}
+			g.prefixes = append(g.prefixes, p)
+		}
 	}
 	return g, nil
 }

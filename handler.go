@@ -36,14 +36,13 @@ func init() {
 // policy), or from either (`source any`: the connection first). A header sent
 // by a peer outside `trusted_sources` is removed and never authenticates.
 //
-// The certificate must verify to the `trust_pool`, be listed in `allow` /
-// `allow_dir` (a leaf pinned as itself, or a CA whose issued certificates are
-// allowed), or both when both are configured. Its validity window and its
-// clientAuth extended key usage are always checked, and a presented
-// certificate with an RSA key over 8192 bits is refused before any
-// signature work. A certificate on the deny list (admin API) is refused on
-// every route, and so is a client whose every verified chain, up to the
-// root, passes through one, whether or not it sends that certificate.
+// The certificate must verify to the `trust_pool`, be admitted by the
+// route's allow lists (pinned exactly by `allow` / `allow_dir`, or issued by
+// a CA of `allow_ca`), or both when both are configured. Its validity window
+// and its clientAuth extended key usage are always checked. A certificate on
+// the deny list (admin API) is refused on every route, and so is a client
+// whose every verified chain, up to the root, passes through one, whether or
+// not it sends that certificate.
 //
 // Status codes: 401 when no valid certificate could be established, 403 when
 // a valid certificate is not allowed on this route. The error message names
@@ -66,7 +65,18 @@ func init() {
 // `{http.mtls.meta.<key>}` | that entry's metadata
 // `{http.mtls.certificate_der_base64}` | the leaf's DER, base64
 // `{http.mtls.error}` | the reason code when not authenticated
-// `{http.auth.user.id}` | the alias, else the subject CN (authenticated requests only)
+// `{http.auth.user.id}` | `user_id`, else the alias, else the subject CN (authenticated requests only)
+//
+// For upstreams (`reverse_proxy { header_up ... }`), each empty unless
+// authenticated:
+//
+// Placeholder | Description
+// ------------|------------
+// `{http.mtls.rfc9440.cert}` | RFC 9440 `Client-Cert`: `:` base64 of the leaf's DER `:`
+// `{http.mtls.rfc9440.chain}` | RFC 9440 `Client-Cert-Chain`: the intermediates of the chain verified to the `trust_pool`, root excluded (empty without a trust pool)
+// `{http.mtls.xfcc}` | one Envoy-style `x-forwarded-client-cert` element: Hash, Cert, Subject, URI, DNS
+// `{http.mtls.x5t_s256}` | RFC 8705 thumbprint: base64url, unpadded, of the leaf's SHA-256
+// `{http.mtls.spiffe_id}` | the leaf's `spiffe://` URI SAN (empty unless exactly one)
 type Handler struct {
 	// The API this route belongs to. It names the route's runtime
 	// certificate store, managed through the admin API at
@@ -96,7 +106,9 @@ type Handler struct {
 	Profile string `json:"profile,omitempty"`
 
 	// Who may send the certificate header: CIDRs or addresses of the load
-	// balancers, or `server` (default: the HTTP server's `trusted_proxies`),
+	// balancers (`private_ranges` stands for the private and loopback
+	// ranges, as in Caddy's `trusted_proxies static`), or `server`
+	// (default: the HTTP server's `trusted_proxies`),
 	// or `any` (every peer: only for a listener nothing but the load balancer
 	// can reach; warned about at startup). A header from any other peer is
 	// removed and the request is treated as carrying no certificate, with
@@ -115,11 +127,20 @@ type Handler struct {
 	// through the trust pool alone. Default: none (not throttled).
 	DefaultTier string `json:"default_tier,omitempty"`
 
-	// Certificates allowed on this route, each under an alias. A leaf is
-	// pinned as itself; a CA admits every certificate it issued.
+	// Certificates pinned on this route, each under an alias: exactly that
+	// certificate (by its SHA-256 fingerprint) is allowed, whatever its
+	// extensions. A pinned CA certificate admits nothing it issued; use
+	// `allow_ca` for that.
 	Allow []AllowEntry `json:"allow,omitempty"`
 
-	// Directories whose `.pem`, `.crt` and `.cer` files are all allowed, each
+	// CAs whose issued certificates are all allowed on this route, under
+	// the CA entry's alias. Each file must hold a CA certificate (CA:TRUE,
+	// and keyCertSign when it has a key usage extension). A leaf is admitted
+	// when its chain, through the intermediates it presents, verifies to the
+	// CA for client authentication (signatures, validity, clientAuth usage).
+	AllowCA []AllowEntry `json:"allow_ca,omitempty"`
+
+	// Directories whose `.pem`, `.crt` and `.cer` files are all pinned, each
 	// under its file name without the extension as alias.
 	AllowDir []AllowDir `json:"allow_dir,omitempty"`
 
@@ -138,9 +159,13 @@ type Handler struct {
 	// `{http.mtls.error}` let a later handler (another auth method) decide.
 	Mode string `json:"mode,omitempty"`
 
-	// Pass the incoming certificate header on to the next handler. By
-	// default it is removed, so that upstreams never see a client-controlled
-	// certificate header. A header from an untrusted source is always removed.
+	// Pass the incoming certificate headers on to the next handler. By
+	// default every header the route could read a certificate from is
+	// removed (the certificate header, the chain header, and with profile
+	// `auto` RFC 9440's Client-Cert-Chain), so that upstreams never see a
+	// client-controlled certificate header. A certificate header from a
+	// peer outside `trusted_sources` is always removed, whatever `source`
+	// says, even when the request authenticated by its TLS connection.
 	KeepHeader bool `json:"keep_header,omitempty"`
 
 	// Which x-forwarded-client-cert element to read (profile `envoy_xfcc`):
@@ -152,6 +177,28 @@ type Handler struct {
 	// `By` URI: the identity of the proxy that wrote it.
 	XFCCBy string `json:"xfcc_by,omitempty"`
 
+	// Selects the x-forwarded-client-cert element by the proxies after the
+	// client's hop instead of by position (Istio: an ingress gateway, then
+	// the workload's sidecar). Starting from the last element, step back
+	// while every URI of the element (the identity of the peer of the hop
+	// that wrote it) is one of these; the element reached is the client's
+	// and must carry its Cert. An element with any other URI is never
+	// stepped over, so a client that bypasses the proxies cannot choose its
+	// element. List identities that only your proxies' certificates carry.
+	// Not with `xfcc_element`.
+	XFCCProxies []string `json:"xfcc_proxies,omitempty"`
+
+	// The most x-forwarded-client-cert elements accepted (one per proxy
+	// hop); more is `too_large`. Default: 16.
+	MaxXFCCElements int `json:"max_xfcc_elements,omitempty"`
+
+	// What `{http.auth.user.id}` (the user in Caddy's access logs) becomes
+	// for an authenticated request: a template with placeholders, such as
+	// `{http.mtls.spiffe_id}` or `{http.mtls.meta.team}/{http.mtls.subject.cn}`.
+	// It is evaluated per request; it may not refer to {http.auth.user.id}
+	// itself. Default: the allow-list alias, else the subject's common name.
+	UserID string `json:"user_id,omitempty"`
+
 	// The largest certificate header (and chain header) accepted, in bytes.
 	// Default: 65536. A full chain from a load balancer can reach 16 KB; also
 	// raise the server's `max_header_size` if you raise this.
@@ -160,8 +207,9 @@ type Handler struct {
 	// The most certificates accepted in one chain, leaf included, from the
 	// header or the TLS connection. Default: 8. It also bounds the
 	// signature checks one request may cost in finding which presented
-	// intermediates chain to the trust pool: 2 × max_chain, of which
-	// max_chain / 4 (at least 2) may fail; over either, `untrusted`.
+	// intermediates chain to the trust pool (or an `allow_ca` CA): at most
+	// 2 × max_chain checks, failed by at most max_chain / 4 presented
+	// certificates (at least 2); over either, `untrusted`.
 	MaxChain int `json:"max_chain,omitempty"`
 
 	// How many verification results to remember, so that a certificate seen
@@ -186,6 +234,9 @@ type Handler struct {
 	// tiers with their line.
 	knownTiers map[string]bool
 	cache      *verifyCache
+	// stats counts requests and remembers file loads, for the metrics and
+	// the status page (metrics.go, status.go).
+	stats *routeStats
 
 	// File reloading (see trust.go).
 	poolModule caddytls.CA
@@ -193,14 +244,19 @@ type Handler struct {
 	files      *fileWatch
 }
 
-// AllowEntry is one allowed certificate.
+// AllowEntry is one allowed certificate: pinned (`allow`) or a CA
+// (`allow_ca`).
 type AllowEntry struct {
 	// The name this certificate is known by: {http.mtls.alias} and
-	// {http.auth.user.id}. Unique within the route.
+	// {http.auth.user.id} (for `allow_ca`, of every certificate the CA
+	// admits). Unique within the route.
 	Alias string `json:"alias,omitempty"`
-	// Path to a PEM (or DER) file holding exactly one certificate: a leaf or
-	// a CA. A file holding a private key is refused.
+	// Path to a PEM (or DER) file holding exactly one certificate. A file
+	// holding a private key is refused. Give `file` or `pem`.
 	File string `json:"file,omitempty"`
+	// The certificate itself, PEM-encoded, instead of a file (JSON only):
+	// exactly one certificate, no private key.
+	PEM string `json:"pem,omitempty"`
 	// The throttling tier of this certificate.
 	Tier string `json:"tier,omitempty"`
 	// Free-form data handed on as {http.mtls.meta.<key>}.
@@ -244,6 +300,7 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	h.files = &fileWatch{}
 	h.cache = newVerifyCache(h.CacheSize)
 	h.source = parseSource(h.Source)
+	h.stats = newRouteStats(h.API, h.mode)
 
 	gate, err := newSourceGate(h.TrustedSources)
 	if err != nil {
@@ -255,22 +312,21 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	}
 
 	dec, err := decoder.New(decoder.Options{
-		Profile:        h.Profile,
-		Header:         h.Header,
-		ChainHeader:    h.ChainHeader,
-		MaxHeaderBytes: h.MaxHeaderBytes,
-		MaxChain:       h.MaxChain,
-		XFCCElement:    h.XFCCElement,
-		XFCCBy:         h.XFCCBy,
+		Profile:         h.Profile,
+		Header:          h.Header,
+		ChainHeader:     h.ChainHeader,
+		MaxHeaderBytes:  h.MaxHeaderBytes,
+		MaxChain:        h.MaxChain,
+		XFCCElement:     h.XFCCElement,
+		XFCCBy:          h.XFCCBy,
+		XFCCProxies:     h.XFCCProxies,
+		MaxXFCCElements: h.MaxXFCCElements,
 	})
 	if err != nil {
 		return err
 	}
 	h.decoder = dec
-	h.stripHeaders = []string{dec.Header()}
-	if ch := dec.ChainHeader(); ch != "" {
-		h.stripHeaders = append(h.stripHeaders, ch)
-	}
+	h.stripHeaders = dec.CertificateHeaders()
 
 	if err := h.provisionTrust(ctx); err != nil {
 		return err
@@ -278,7 +334,7 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 
 	h.verifier.runtime = h.app.runtimeStore()
 	h.verifier.api = h.API
-	h.verifier.listed = len(h.Allow) > 0 || len(h.AllowDir) > 0 || h.API != ""
+	h.verifier.listed = len(h.Allow) > 0 || len(h.AllowCA) > 0 || len(h.AllowDir) > 0 || h.API != ""
 	h.verifier.limits = pathverify.Limits{MaxChain: dec.Options().MaxChain}
 	if h.watchesFiles() {
 		h.app.watch(h)
@@ -290,6 +346,8 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 		return err
 	}
 	h.scope = h.throttleScope()
+	h.stats.id = h.routeID()
+	h.app.addRoute(h)
 	return nil
 }
 
@@ -297,7 +355,9 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 func (h *Handler) Cleanup() error {
 	if h.app != nil {
 		h.app.unwatch(h)
+		h.app.removeRoute(h)
 	}
+	h.stats.retire()
 	if h.verifier != nil && h.verifier.revocation != nil {
 		return h.verifier.revocation.Close()
 	}
@@ -323,6 +383,11 @@ func (h *Handler) checkTiers() error {
 			return err
 		}
 	}
+	for _, a := range h.AllowCA {
+		if err := check("allow_ca "+a.Alias, a.Tier); err != nil {
+			return err
+		}
+	}
 	for _, d := range h.AllowDir {
 		if err := check("allow_dir "+d.Dir, d.Tier); err != nil {
 			return err
@@ -342,12 +407,15 @@ func (h *Handler) Validate() error {
 	// max_header_bytes, max_chain, profile and the XFCC options are
 	// checked by decoder.New in Provision, trusted_sources by newSourceGate.
 	if h.poolModule == nil && !h.verifier.listed {
-		return errors.New("no trust configured: set trust_pool, allow, allow_dir or api, or every client could pick its own identity")
+		return errors.New("no trust configured: set trust_pool, allow, allow_ca, allow_dir or api, or every client could pick its own identity")
 	}
 	if h.API != "" {
 		if err := store.ValidName("api", h.API); err != nil {
 			return err
 		}
+	}
+	if err := checkUserID(h.UserID); err != nil {
+		return err
 	}
 	return h.checkTiers()
 }
@@ -361,10 +429,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			o.reason, o.detail = reason, detail
 		}
 	}
+	h.stats.request(o)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Map(o.replace)
+	if h.UserID != "" && o.id != nil {
+		repl.Map(userIDReplacer(repl, h.UserID, o))
+	} else {
+		repl.Map(o.replace)
+	}
 
-	if !h.KeepHeader || o.reason == reasonUntrustedSource {
+	// keep_header passes on only a header a trusted peer sent: with source
+	// tls or any, a request authenticated by its connection never meets
+	// the source gate, and its own certificate header must not reach the
+	// upstream either.
+	if !h.KeepHeader || o.reason == reasonUntrustedSource || !h.gate.trusted(r) {
 		for _, name := range h.stripHeaders {
 			delete(r.Header, name)
 		}
@@ -397,6 +474,7 @@ type input struct {
 func (h *Handler) authenticate(r *http.Request) *outcome {
 	in, done := h.input(r)
 	if done != nil {
+		h.stats.unverifiedRequest()
 		return done
 	}
 	now := h.now()
@@ -408,10 +486,12 @@ func (h *Handler) authenticate(r *http.Request) *outcome {
 		static, gen = h.verifier.static.Load(), h.verifier.snapshot().Generation
 		if e := h.cache.get(in.key, now.UnixNano(), static, gen); e != nil {
 			o := e.result
+			h.stats.verified(true, now)
 			return &o
 		}
 	}
 	o, until := h.compute(r, in, now)
+	h.stats.verified(false, now)
 	if in.cacheable && until.After(now) {
 		h.cache.put(&cacheEntry{key: ownedKey(in.key), result: *o, expires: until.UnixNano(), static: static, gen: gen})
 	}
@@ -463,6 +543,12 @@ func (h *Handler) compute(r *http.Request, in input, now time.Time) (*outcome, t
 	certs := in.tlsCerts
 	if in.source == "tls" {
 		o.profile = "tls"
+		// The header path checks keys in Decode; a TLS client's chain is
+		// refused the same way before any signature work.
+		if err := decoder.CheckKeys(certs); err != nil {
+			o.reason, o.detail = reasonMalformed, err.Error()
+			return o, now.Add(failureTTL)
+		}
 	} else {
 		res, err := h.decoder.Decode(in.values, in.chain)
 		if err != nil {
@@ -475,9 +561,13 @@ func (h *Handler) compute(r *http.Request, in input, now time.Time) (*outcome, t
 	v := h.verifier.verify(r.Context(), certs, fp, now)
 	if v.reason != "" {
 		o.reason, o.detail, o.rejectedFP = v.reason, v.detail, fp.String()
+		o.rejectedCN = certs[0].Subject.CommonName
+		if v.entry != nil {
+			o.rejectedAlias = v.entry.Alias
+		}
 		return o, now.Add(failureTTL)
 	}
-	o.id = newIdentity(certs[0], fp, v.entry)
+	o.id = newIdentity(certs[0], fp, v.entry, v.poolChain)
 	if v.noCache {
 		return o, time.Time{}
 	}
@@ -498,26 +588,6 @@ func decodeReason(err error) reason {
 		return reasonUntrustedSource
 	}
 	return reasonMalformed
-}
-
-// logReject logs a rejection at debug (info for forged sources, which an
-// operator wants to see): bad client input is not a server error. Never the
-// header or PEM, only the fingerprint.
-func (h *Handler) logReject(r *http.Request, o *outcome) {
-	level := zapcore.DebugLevel
-	if o.reason == reasonUntrustedSource {
-		level = zapcore.InfoLevel
-	}
-	c := h.logger.Check(level, "client certificate rejected")
-	if c == nil {
-		return
-	}
-	c.Write(
-		zap.String("reason", string(o.reason)),
-		zap.String("detail", o.detail),
-		zap.String("fingerprint", o.rejectedFP),
-		zap.String("remote_addr", r.RemoteAddr),
-	)
 }
 
 // Interface guards

@@ -1,13 +1,18 @@
 package mtlsauth
 
 import (
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mtlsauth/caddy-mtls-auth/internal/testpki"
 )
@@ -79,10 +84,8 @@ func TestHandlerAllowList(t *testing.T) {
 	h := &Handler{
 		Profile:        "rfc9440",
 		TrustedSources: []string{"10.0.0.0/8"},
-		Allow: []AllowEntry{
-			{Alias: "alice", File: p.aliceFile, Meta: map[string]string{"team": "payments"}},
-			{Alias: "partners", File: p.interFile},
-		},
+		Allow:          []AllowEntry{{Alias: "alice", File: p.aliceFile, Meta: map[string]string{"team": "payments"}}},
+		AllowCA:        []AllowEntry{{Alias: "partners", File: p.interFile}},
 	}
 	require.NoError(t, provision(t, h))
 
@@ -238,8 +241,11 @@ func TestHandlerModes(t *testing.T) {
 
 func TestHandlerHeaderStripping(t *testing.T) {
 	p := newPKI(t)
+	forged := withChain(rfc9440(p.bob), rfc9440(p.inter))
 	tests := []struct {
 		name     string
+		source   string
+		profile  string
 		keep     bool
 		req      request
 		wantKept bool
@@ -247,16 +253,35 @@ func TestHandlerHeaderStripping(t *testing.T) {
 		{name: "removed after success", req: request{headers: withChain(rfc9440(p.carol), rfc9440(p.inter))}},
 		{name: "kept with keep_header", keep: true, req: request{headers: withChain(rfc9440(p.carol), rfc9440(p.inter))}, wantKept: true},
 		{name: "untrusted source removed even with keep_header", keep: true, req: request{remote: "172.16.0.1:1", headers: withChain(rfc9440(p.carol), rfc9440(p.inter))}},
+		// The connection authenticates, so the source gate never looks at
+		// the header: an untrusted peer's own header must still go.
+		{name: "source any, TLS client, untrusted peer's header removed with keep_header", source: "any", keep: true, req: request{remote: "172.16.0.1:1", tlsPeerCerts: certs(p.alice), headers: forged}},
+		{name: "source tls, TLS client, untrusted peer's header removed with keep_header", source: "tls", keep: true, req: request{remote: "172.16.0.1:1", tlsPeerCerts: certs(p.alice), headers: forged}},
+		{name: "source tls, no TLS client, untrusted peer's header removed with keep_header", source: "tls", keep: true, req: request{remote: "172.16.0.1:1", headers: forged}},
+		{name: "source any, TLS client, trusted peer's header kept with keep_header", source: "any", keep: true, req: request{tlsPeerCerts: certs(p.alice), headers: forged}, wantKept: true},
+		// auto does not read Client-Cert-Chain, but an RFC 9440 upstream
+		// would: a client-sent one never reaches it.
+		{name: "auto removes the chain header of the profiles it may pick", profile: "auto", req: request{headers: withChain(rfc9440(p.alice), rfc9440(p.inter))}},
+		{name: "auto keeps them with keep_header", profile: "auto", keep: true, req: request{headers: withChain(rfc9440(p.alice), rfc9440(p.inter))}, wantKept: true},
+		{name: "auto removes a chain header sent without a certificate", profile: "auto", req: request{headers: map[string][]string{"Client-Cert-Chain": {rfc9440(p.inter)}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := &Handler{Profile: "rfc9440", Mode: "optional", KeepHeader: tt.keep, TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile)}
+			profile := tt.profile
+			if profile == "" {
+				profile = "rfc9440"
+			}
+			h := &Handler{Source: tt.source, Profile: profile, Mode: "optional", KeepHeader: tt.keep, TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile)}
 			require.NoError(t, provision(t, h))
 			resp := serve(t, h, tt.req)
 			require.True(t, resp.nextCalled)
+			if tt.req.tlsPeerCerts != nil {
+				assert.Equal(t, "alice", resp.ph("http.mtls.subject.cn"), "the connection's certificate authenticates")
+			}
 			_, hasCert := resp.nextHeader["Client-Cert"]
 			_, hasChain := resp.nextHeader["Client-Cert-Chain"]
-			assert.Equal(t, tt.wantKept, hasCert)
+			_, sentCert := tt.req.headers["Client-Cert"]
+			assert.Equal(t, tt.wantKept && sentCert, hasCert)
 			assert.Equal(t, tt.wantKept, hasChain)
 		})
 	}
@@ -308,6 +333,10 @@ func TestHandlerTrustedSources(t *testing.T) {
 		{name: "ipv6", sources: []string{"2001:db8::/32"}, remote: "[2001:db8::1]:443", status: 200},
 		{name: "ipv4-mapped ipv6 peer", sources: []string{"192.0.2.0/24"}, remote: "[::ffff:192.0.2.7]:80", status: 200},
 		{name: "any", sources: []string{"any"}, remote: "203.0.113.9:1", status: 200},
+		{name: "private_ranges: private", sources: []string{"private_ranges"}, remote: "172.20.1.1:80", status: 200},
+		{name: "private_ranges: loopback v6", sources: []string{"private_ranges"}, remote: "[::1]:80", status: 200},
+		{name: "private_ranges: public", sources: []string{"private_ranges"}, remote: "203.0.113.9:1", status: 401},
+		{name: "private_ranges with a CIDR", sources: []string{"private_ranges", "203.0.113.0/24"}, remote: "203.0.113.9:1", status: 200},
 		{name: "unparseable peer is not trusted", sources: []string{"192.0.2.0/24"}, remote: "garbage", status: 401},
 	}
 	for _, tt := range tests {
@@ -355,11 +384,103 @@ func TestProvisionErrors(t *testing.T) {
 	}
 }
 
-func TestProvisionAcceptsCAAsAllowEntry(t *testing.T) {
+// TestAllowPinsAllowCAAdmits: allow pins a certificate exactly, whatever
+// its extensions; allow_ca makes the same certificate a CA entry.
+func TestAllowPinsAllowCAAdmits(t *testing.T) {
 	p := newPKI(t)
-	h := &Handler{Allow: []AllowEntry{{Alias: "root", File: p.rootFile}}}
+	pinned := &Handler{Allow: []AllowEntry{{Alias: "root", File: p.rootFile}}}
+	require.NoError(t, provision(t, pinned))
+	assert.False(t, pinned.verifier.static.Load().allow.Entries()[0].IsCA(), "allow of a CA:TRUE certificate pins it")
+	asCA := &Handler{AllowCA: []AllowEntry{{Alias: "root", File: p.rootFile, Tier: "", Meta: map[string]string{"k": "v"}}}}
+	require.NoError(t, provision(t, asCA))
+	e := asCA.verifier.static.Load().allow.Entries()[0]
+	assert.True(t, e.IsCA())
+	assert.Equal(t, "v", e.Meta["k"])
+}
+
+// TestSelfSignedCAPinnedAdmitsOnlyItself: a partner's self-signed client
+// certificate made with `openssl req -x509` says CA:TRUE; pinned with
+// allow, it must not admit the leaves its key holder signs.
+func TestSelfSignedCAPinnedAdmitsOnlyItself(t *testing.T) {
+	p := newPKI(t)
+	partner := testpki.NewRoot("partner client") // CA:TRUE, keyCertSign, no EKU
+	minted := partner.NewLeaf("someone else")
+	h := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"},
+		Allow: []AllowEntry{{Alias: "partner", File: p.write(t, "partner.pem", partner.PEM())}}}
 	require.NoError(t, provision(t, h))
-	assert.True(t, h.verifier.static.Load().allow.Entries()[0].IsCA())
+	resp := serve(t, h, request{headers: header(rfc9440(partner))})
+	assert.Equal(t, 200, resp.status)
+	assert.Equal(t, "partner", resp.ph("http.mtls.alias"))
+	for name, req := range map[string]request{
+		"leaf alone":              {headers: header(rfc9440(minted))},
+		"leaf with the pinned CA": {headers: withChain(rfc9440(minted), rfc9440(partner))},
+	} {
+		resp = serve(t, h, req)
+		assert.Equal(t, 403, resp.status, name)
+		assert.Equal(t, "not_allowed", resp.ph("http.mtls.error"), name)
+	}
+}
+
+func TestAllowCANotACA(t *testing.T) {
+	p := newPKI(t)
+	noCertSign := p.write(t, "no-certsign.pem", mkCAFile(t, x509.KeyUsageDigitalSignature))
+	for name, tt := range map[string]struct {
+		file, want string
+	}{
+		"leaf":                   {p.aliceFile, "CA:TRUE"},
+		"CA without keyCertSign": {noCertSign, "keyCertSign"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := &Handler{AllowCA: []AllowEntry{{Alias: "partners", File: tt.file}}}
+			err := provision(t, h)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "allow_ca partners")
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+// mkCAFile is the PEM of a self-signed CA:TRUE certificate with key usage ku.
+func mkCAFile(t *testing.T, ku x509.KeyUsage) []byte {
+	t.Helper()
+	tmpl := caTmpl("odd CA")
+	tmpl.KeyUsage = ku
+	c, _ := mkCert(t, tmpl, nil, nil)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// TestWarnsUnusableAllowEntries: when the allow lists are loaded (at
+// provision and on every file reload), every allowed certificate
+// that can never authenticate is logged at warn with its alias; a good
+// one is not.
+func TestWarnsUnusableAllowEntries(t *testing.T) {
+	p := newPKI(t)
+	dir := t.TempDir()
+	_, err := testpki.WriteFile(dir, "late.pem", p.notYet.PEM())
+	require.NoError(t, err)
+	core, logs := observer.New(zapcore.WarnLevel)
+	h := &Handler{
+		logger: zap.New(core),
+		Allow: []AllowEntry{
+			{Alias: "alice", File: p.aliceFile},
+			{Alias: "old", File: p.write(t, "expired.pem", p.expired.PEM())},
+			{Alias: "server", File: p.write(t, "server.pem", p.serverOnly.PEM())},
+		},
+		AllowCA:  []AllowEntry{{Alias: "old-ca", File: p.write(t, "old-ca.pem", testpki.NewRoot("old CA", testpki.Expired()).PEM())}},
+		AllowDir: []AllowDir{{Dir: dir}},
+	}
+	_, err = h.loadAllowEntries()
+	require.NoError(t, err)
+	got := map[string]string{}
+	for _, e := range logs.FilterMessage("allowed certificate can never authenticate").All() {
+		got[e.ContextMap()["alias"].(string)] = e.ContextMap()["problem"].(string)
+	}
+	assert.Len(t, got, 4, "%v", got)
+	assert.Contains(t, got["old"], "expired")
+	assert.Contains(t, got["old-ca"], "expired")
+	assert.Contains(t, got["late"], "not valid before")
+	assert.Contains(t, got["server"], "clientAuth")
+	assert.NotContains(t, got, "alice")
 }
 
 func TestAllowDir(t *testing.T) {
@@ -374,7 +495,8 @@ func TestAllowDir(t *testing.T) {
 	h := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, AllowDir: []AllowDir{{Dir: dir}}}
 	require.NoError(t, provision(t, h))
 	assert.Equal(t, "alice", serve(t, h, request{headers: header(rfc9440(p.alice))}).ph("http.mtls.alias"))
-	assert.Equal(t, "partners", serve(t, h, request{headers: withChain(rfc9440(p.carol))}).ph("http.mtls.alias"))
+	assert.Equal(t, "partners", serve(t, h, request{headers: header(rfc9440(p.inter))}).ph("http.mtls.alias"), "a CA file in allow_dir is pinned as itself")
+	assert.Equal(t, http.StatusForbidden, serve(t, h, request{headers: withChain(rfc9440(p.carol), rfc9440(p.inter))}).status, "and admits nothing it issued")
 	assert.Equal(t, http.StatusForbidden, serve(t, h, request{headers: header(rfc9440(p.bob))}).status)
 }
 

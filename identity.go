@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mtlsauth/caddy-mtls-auth/decoder"
 	"github.com/mtlsauth/caddy-mtls-auth/store"
 )
 
@@ -19,6 +20,9 @@ type identity struct {
 	alias       string
 	tier        string
 	meta        map[string]string
+	// poolChain is the chain verified to the trust pool, leaf to root; nil
+	// without a pool.
+	poolChain []*x509.Certificate
 
 	once     sync.Once
 	subject  string
@@ -27,10 +31,14 @@ type identity struct {
 	notAfter string
 	uris     []string
 	ips      []string
+
+	// The forms handed to upstreams (upstream.go), made on first use.
+	upOnce sync.Once
+	up     upstreamForms
 }
 
-func newIdentity(leaf *x509.Certificate, fp store.Fingerprint, e *store.Entry) *identity {
-	id := &identity{leaf: leaf, fingerprint: fp.String()}
+func newIdentity(leaf *x509.Certificate, fp store.Fingerprint, e *store.Entry, poolChain []*x509.Certificate) *identity {
+	id := &identity{leaf: leaf, fingerprint: fp.String(), poolChain: poolChain}
 	if e != nil {
 		id.alias, id.tier, id.meta = e.Alias, e.Tier, e.Meta
 	}
@@ -41,8 +49,9 @@ func newIdentity(leaf *x509.Certificate, fp store.Fingerprint, e *store.Entry) *
 func (id *identity) strings() *identity {
 	id.once.Do(func() {
 		leaf := id.leaf
-		id.subject = leaf.Subject.String()
-		id.issuer = leaf.Issuer.String()
+		// As OpenSSL prints names (emailAddress=, not the OID in hex).
+		id.subject = decoder.SubjectName(leaf)
+		id.issuer = decoder.IssuerName(leaf)
 		id.serial = leaf.SerialNumber.String()
 		id.notAfter = leaf.NotAfter.UTC().Format(time.RFC3339)
 		for _, u := range leaf.URIs {
@@ -55,7 +64,8 @@ func (id *identity) strings() *identity {
 	return id
 }
 
-// userID is {http.auth.user.id}: the alias, else the subject CN.
+// userID is {http.auth.user.id} without a user_id template: the alias,
+// else the subject CN.
 func (id *identity) userID() string {
 	if id.alias != "" {
 		return id.alias

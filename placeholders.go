@@ -2,8 +2,11 @@ package mtlsauth
 
 import (
 	"encoding/base64"
+	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // outcome is what the handler established about one request. Its replace
@@ -17,6 +20,9 @@ type outcome struct {
 	detail  string
 	// fingerprint of a certificate that was decoded but not accepted, for logs.
 	rejectedFP string
+	// its subject CN, and the alias of the allow entry that admitted it
+	// before a later check refused it (revocation), for logs.
+	rejectedCN, rejectedAlias string
 }
 
 const placeholderPrefix = "http.mtls."
@@ -28,7 +34,7 @@ const placeholderPrefix = "http.mtls."
 func (o *outcome) replace(key string) (any, bool) {
 	k, ok := strings.CutPrefix(key, placeholderPrefix)
 	if !ok {
-		if key == "http.auth.user.id" && o.id != nil {
+		if key == userIDKey && o.id != nil {
 			return o.id.userID(), true
 		}
 		return nil, false
@@ -70,6 +76,16 @@ func (id *identity) placeholder(k string) string {
 		return id.tier
 	case "certificate_der_base64":
 		return base64.StdEncoding.EncodeToString(id.leaf.Raw)
+	case "rfc9440.cert":
+		return id.upstream().rfc9440Cert
+	case "rfc9440.chain":
+		return id.upstream().rfc9440Chain
+	case "xfcc":
+		return id.upstream().xfcc
+	case "x5t_s256":
+		return id.upstream().x5tS256
+	case "spiffe_id":
+		return id.upstream().spiffeID
 	}
 	if key, ok := strings.CutPrefix(k, "meta."); ok {
 		return id.meta[key]
@@ -95,4 +111,27 @@ func (id *identity) placeholder(k string) string {
 		}
 	}
 	return ""
+}
+
+// userIDKey is the placeholder Caddy's access logs read the user from.
+const userIDKey = "http.auth.user.id"
+
+// userIDReplacer answers {http.auth.user.id} with the user_id template,
+// evaluated with the request's replacer when asked, and every other key as
+// o.replace does. It is made per request: o is shared through the cache.
+func userIDReplacer(repl *caddy.Replacer, template string, o *outcome) caddy.ReplacerFunc {
+	return func(key string) (any, bool) {
+		if key == userIDKey {
+			return repl.ReplaceAll(template, ""), true
+		}
+		return o.replace(key)
+	}
+}
+
+// checkUserID refuses a user_id template that refers to itself.
+func checkUserID(template string) error {
+	if strings.Contains(template, "{"+userIDKey) {
+		return fmt.Errorf("user_id: the template may not use {%s}, which it defines", userIDKey)
+	}
+	return nil
 }

@@ -25,6 +25,11 @@ const (
 	reasonThrottled       reason = "throttled"
 )
 
+// reasonRevocationUnknown: no CRL or OCSP answer could establish the
+// revocation status (and no soft_fail). reasonRevoked means an answer said
+// the certificate is revoked.
+const reasonRevocationUnknown reason = "revocation_unknown"
+
 // status is the HTTP status a rejection with this reason answers:
 // 401 when no valid certificate could be established, 403 when a valid
 // certificate is not allowed here, 429 when throttled.

@@ -17,10 +17,13 @@ import (
 // intermediates, not the root) are not revoked, by CRL and/or OCSP.
 type Revocation struct {
 	// CRL files (DER or PEM) or http/https URLs. Loaded at startup (one that
-	// cannot be loaded fails the configuration), re-read when the file
-	// changes or the CRL reaches its nextUpdate. A replacement that cannot
-	// be used keeps the last good CRL (logged). A CRL past its nextUpdate
-	// that cannot be refreshed leaves its certificates' status unknown.
+	// cannot be loaded fails the configuration); checked every
+	// `sync_interval` (global option, default 10s) like the certificate
+	// files, and re-read when the file changes or the CRL reaches its
+	// nextUpdate: a replaced CRL takes effect within `sync_interval`. A
+	// replacement that cannot be used keeps the last good CRL (logged once
+	// per change). A CRL past its nextUpdate that cannot be refreshed leaves
+	// its certificates' status unknown.
 	CRL []string `json:"crl,omitempty"`
 	// Also fetch the http/https CRLs named in each certificate's CRL
 	// distribution points (cached until their nextUpdate, bounded).
@@ -31,7 +34,10 @@ type Revocation struct {
 	// The responder to ask. Default: the certificate's own (AIA).
 	OCSPResponder string `json:"ocsp_responder,omitempty"`
 	// Allow requests whose revocation status cannot be established (logged
-	// at warn). Default: reject them, 401 `revoked`.
+	// at warn). Default: reject them, 401 `revocation_unknown`, with the
+	// cause in the error message (no CRL covers the issuer, the responder
+	// is down, ...). `revoked` is kept for certificates a CRL or an OCSP
+	// answer lists as revoked.
 	SoftFail bool `json:"soft_fail,omitempty"`
 }
 
@@ -50,6 +56,9 @@ func (h *Handler) provisionRevocation() error {
 		CRLFromCertificate: h.Revocation.CRLFromCertificate,
 		OCSP:               h.Revocation.OCSP,
 		OCSPResponder:      h.Revocation.OCSPResponder,
+		RefreshInterval:    h.crlRefreshInterval(),
+		OnReload:           h.crlReloaded,
+		Observer:           observeRevocation,
 		Logger: func(msg, source string, err error) {
 			if err != nil {
 				logger.Warn(msg, zap.String("source", source), zap.Error(err))
@@ -95,9 +104,20 @@ func (v *verifier) checkRevocation(ctx context.Context, chain []*x509.Certificat
 		return "", "", time.Time{}, false
 	}
 	if c := v.logger.Check(zapcore.DebugLevel, "revocation status unknown"); c != nil {
-		c.Write(zap.String("fingerprint", fp), zap.Error(res.Err))
+		c.Write(zap.String("fingerprint", fp), zap.Int("chain_index", res.Which), zap.Error(res.Err))
 	}
-	return reasonRevoked, "revocation status could not be established", time.Time{}, false
+	return reasonRevocationUnknown, unknownDetail(res), time.Time{}, false
+}
+
+// unknownDetail says why the status could not be established, and for
+// which certificate, without certificate material (the error message may
+// reach the client; the log has the full error).
+func unknownDetail(res revocation.Result) string {
+	whose := "the certificate"
+	if res.Which > 0 {
+		whose = "a certificate in the chain"
+	}
+	return "revocation status of " + whose + " could not be established: " + revocation.Explain(res.Err)
 }
 
 // unmarshalRevocation reads the revocation block:

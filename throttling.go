@@ -21,6 +21,12 @@ func (h *Handler) throttleScope() string {
 	if h.API != "" {
 		return "api:" + h.API
 	}
+	return h.routeID()
+}
+
+// routeID names a route by a hash of its handler configuration, stable
+// across reloads while the route is unchanged.
+func (h *Handler) routeID() string {
 	cfg, _ := json.Marshal(h)
 	sum := sha256.Sum256(cfg)
 	return "route:" + hex.EncodeToString(sum[:8])
@@ -48,6 +54,7 @@ func (h *Handler) applyThrottle(w http.ResponseWriter, r *http.Request, id *iden
 		return "", ""
 	}
 	dec, err := h.app.countRequest(r.Context(), throttle.Key(h.scope, id.fingerprint), tier)
+	h.app.throttled(tier.Name, err == nil && dec.Allowed, err)
 	if err != nil {
 		n, onError, deny := h.app.backendFailed()
 		if c := h.logger.Check(zapcore.WarnLevel, "throttle backend failed"); c != nil {

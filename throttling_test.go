@@ -8,8 +8,11 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/certmagic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mtlsauth/caddy-mtls-auth/internal/testpki"
 	"github.com/mtlsauth/caddy-mtls-auth/store"
@@ -143,6 +146,62 @@ func TestThrottleConfigErrors(t *testing.T) {
 	assert.ErrorContains(t, bad.Validate(), "on_error")
 	bad = &App{Throttle: &ThrottleConfig{Backend: "memcached"}}
 	assert.ErrorContains(t, bad.Validate(), "memcached")
+
+	backends := []struct {
+		name string
+		cfg  ThrottleConfig
+		want string // "" when valid
+	}{
+		{"redis url", ThrottleConfig{Backend: "redis", URL: "redis://r:6379"}, ""},
+		{"redis cluster", ThrottleConfig{Backend: "redis", Cluster: []string{"redis://a:7000"}}, ""},
+		{"local", ThrottleConfig{Backend: "local"}, ""},
+		{"redis without url", ThrottleConfig{Backend: "redis"}, "the redis backend needs url or cluster"},
+		{"redis with both", ThrottleConfig{Backend: "redis", URL: "redis://r:6379", Cluster: []string{"redis://a:7000"}}, "url and cluster both set"},
+		{"local with url", ThrottleConfig{URL: "redis://r:6379"}, "url and cluster apply to the redis backend only"},
+		{"local with cluster", ThrottleConfig{Backend: "local", Cluster: []string{"redis://a:7000"}}, "apply to the redis backend only"},
+	}
+	for _, tt := range backends {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &App{Throttle: &tt.cfg, SyncInterval: caddy.Duration(time.Second)}
+			if tt.want == "" {
+				assert.NoError(t, a.Validate())
+			} else {
+				assert.ErrorContains(t, a.Validate(), tt.want)
+			}
+		})
+	}
+}
+
+// TestThrottleRedisClusterProvision: a cluster backend is built from the
+// seeds (placeholders replaced) without connecting; nobody answers, so
+// startup warns, and a request's failure reaches on_error, with go-redis'
+// own lines in the app's log (at warn, under mtls_auth.redis).
+func TestThrottleRedisClusterProvision(t *testing.T) {
+	t.Setenv("MTLS_TEST_REDIS_SEED", "127.0.0.1:1")
+	core, logs := observer.New(zap.DebugLevel)
+	a := &App{
+		Tiers:    tiers(),
+		Throttle: &ThrottleConfig{Backend: "redis", Cluster: []string{"redis://{env.MTLS_TEST_REDIS_SEED}", "redis://127.0.0.1:2"}},
+		OnError:  "deny",
+	}
+	require.NoError(t, a.setup(zap.New(core), &certmagic.FileStorage{Path: t.TempDir()}))
+	t.Cleanup(func() { _ = a.Cleanup() })
+	require.NoError(t, a.Validate())
+	assert.NotEmpty(t, logs.FilterMessageSnippet("redis for throttling does not answer yet").All())
+
+	_, err := a.countRequest(context.Background(), "api|fp", a.tiers["bronze"])
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "127.0.0.1:", "the seed from the placeholder was dialled")
+	_, _, deny := a.backendFailed()
+	assert.True(t, deny)
+	lines := logs.FilterMessage("redis client").All()
+	require.NotEmpty(t, lines, "go-redis' own lines go to the app's log")
+	assert.Equal(t, zap.WarnLevel, lines[0].Level)
+
+	bad := &App{Throttle: &ThrottleConfig{Backend: "redis", Cluster: []string{"redis://:s3cret@a:1", "redis://:s3cret@b:1/3"}}}
+	err = bad.setup(zap.NewNop(), &certmagic.FileStorage{Path: t.TempDir()})
+	require.ErrorContains(t, err, "URL 2 of 2 selects database 3")
+	assert.NotContains(t, err.Error(), "s3cret")
 }
 
 func TestCaddyfileUnknownTierHasLine(t *testing.T) {
@@ -166,9 +225,17 @@ func TestGlobalOptionErrors(t *testing.T) {
 		{"tier gold 10 1m\n\t\ttier gold 5 1m", "tier 'gold' already specified"},
 		{"throttle memcached", "invalid throttle backend"},
 		{"throttle redis", "wrong argument count"},
+		{"throttle local redis://a:1", "wrong argument count"},
+		{"throttle redis redis://:pw@a:1 redis://b:1 redis://:pw@a:1", "redis cluster node 3 is node 1 again"},
+		{"throttle redis redis://a:1\n\t\tthrottle local", "throttle already specified"},
 		{"on_error maybe", "invalid on_error"},
 		{"sync_interval 1ms", "invalid sync_interval"},
 		{"sync_interval 1s\n\t\tsync_interval 2s", "sync_interval already specified"},
+		{"expiry_warning", "wrong argument count"},
+		{"expiry_warning 30d 60d", "wrong argument count"},
+		{"expiry_warning soon", "invalid expiry_warning 'soon'"},
+		{"expiry_warning 0s", "invalid expiry_warning '0s'"},
+		{"expiry_warning 30d\n\t\texpiry_warning 60d", "expiry_warning already specified"},
 		{"bogus 1", "unrecognized mtls_auth option 'bogus'"},
 	}
 	for _, tt := range tests {

@@ -24,6 +24,9 @@ type trustSet struct {
 	pool *pathverify.Anchors
 	// allow is the static allow list; nil when empty.
 	allow *store.AllowList
+	// poolCAs are the pool's CAs where they can be listed, for the
+	// expiry reports.
+	poolCAs []poolCA
 }
 
 // verifier establishes whether a presented certificate chain is valid here
@@ -56,12 +59,16 @@ type verdict struct {
 	chain           []*x509.Certificate
 	revocationUntil time.Time
 	noCache         bool
+	// poolChain is the chain verified to the trust pool, leaf to root;
+	// nil without a pool.
+	poolChain []*x509.Certificate
 }
 
-// verify checks, in order: the keys of the presented certificates (before
-// any signature work), the deny list against every presented certificate,
-// the leaf's validity window and extended key usage, the chain against the
-// trust pool, then the allow lists, then revocation. certs is leaf first.
+// verify checks, in order: the deny list against every presented
+// certificate, the leaf's validity window and extended key usage, the
+// chain against the trust pool, then the allow lists, then revocation.
+// certs is leaf first; their keys were checked against the limits before
+// (decoder.CheckKeys), so no signature work runs with an oversized key.
 //
 // The deny list wins over everything, and reaches what the client does not
 // send: a chain verified to the pool or to a CA entry counts only if it
@@ -69,9 +76,6 @@ type verdict struct {
 // client whose every verified chain passes through a denied certificate
 // is refused as denied, however the chain was verified.
 func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp store.Fingerprint, now time.Time) verdict {
-	if err := pathverify.CheckKeys(certs); err != nil {
-		return verdict{reason: reasonMalformed, detail: err.Error()}
-	}
 	snap := v.snapshot()
 	var denied func(*x509.Certificate) bool
 	if len(snap.Deny) > 0 {
@@ -98,7 +102,11 @@ func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp sto
 		return verdict{reason: reasonTooLarge, detail: err.Error()}
 	}
 	ts := v.static.Load()
-	chain := certs // for revocation: leaf first, each followed by its issuer
+	// chain is what revocation checks and fetches URLs from: only
+	// certificates on the verified chain, leaf first, each followed by its
+	// issuer. A presented certificate that nothing verified is never on it,
+	// so its URLs are never fetched.
+	chain := certs[:1]
 	if ts.pool != nil {
 		chains, err := ts.pool.Verify(req)
 		if err != nil {
@@ -118,15 +126,21 @@ func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp sto
 		if entry == nil {
 			return verdict{reason: reasonNotAllowed, detail: "certificate is not on this route's allow list"}
 		}
-		if ts.pool == nil && entry.IsCA() {
+		if ts.pool == nil {
 			chain = path
+			if !entry.IsCA() && v.revocation != nil {
+				chain = withVerifiedIssuer(req)
+			}
 		}
 	}
 	vd := verdict{entry: entry, chain: chain}
+	if ts.pool != nil {
+		vd.poolChain = chain
+	}
 	if v.revocation != nil {
 		r, detail, until, known := v.checkRevocation(ctx, chain, fp.String())
 		if r != "" {
-			return verdict{reason: r, detail: detail}
+			return verdict{reason: r, detail: detail, entry: entry}
 		}
 		vd.revocationUntil, vd.noCache = until, !known
 	}
@@ -158,6 +172,21 @@ func (v *verifier) match(ts *trustSet, snap *store.Snapshot, req *pathverify.Req
 		}
 	}
 	return nil, nil, nil
+}
+
+// withVerifiedIssuer is the revocation chain of a pinned leaf verified by
+// no pool: the leaf, followed by the presented certificate whose key
+// verifies the leaf's signature, when there is one. That issuer's key is
+// then genuine (it signed the pinned leaf) and may verify the leaf's CRL
+// or OCSP answer; nothing vouches for the rest of that certificate, so as
+// the chain's last certificate it is never itself checked and its URLs are
+// never fetched. Its key is the client's choice: the checks come out of
+// the request's budget (pathverify.Request.LeafSigner).
+func withVerifiedIssuer(req *pathverify.Request) []*x509.Certificate {
+	if c := req.LeafSigner(); c != nil {
+		return []*x509.Certificate{req.Leaf(), c}
+	}
+	return []*x509.Certificate{req.Leaf()}
 }
 
 // snapshot is the runtime state to verify against.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/mtlsauth/caddy-mtls-auth/decoder"
 	"github.com/mtlsauth/caddy-mtls-auth/internal/testpki"
 	"github.com/mtlsauth/caddy-mtls-auth/pathverify"
 )
@@ -52,7 +53,7 @@ func BenchmarkForgedChain(b *testing.B) {
 			normal[i] = [2]string{base64.StdEncoding.EncodeToString(inter.NewLeaf(fmt.Sprintf("client %d", i)).DER()), chainValue}
 			normal64k[i] = [2]string{base64.StdEncoding.EncodeToString(inter.NewLeaf(fmt.Sprintf("client %d", i), testpki.Padding(46000)).DER()), chainValue}
 		}
-		bigKey := testpki.MadeUpRSAKey(pathverify.MaxRSABits)
+		bigKey := testpki.MadeUpRSAKey(decoder.MaxRSABits)
 		forgeWith := func(opts ...testpki.Option) func() [2]string {
 			return func() [2]string {
 				certs := testpki.ForgedChain(inter, forged, limits.MaxChain-2-forged, append(opts, testpki.PublicKey(bigKey))...)

@@ -151,7 +151,7 @@ func TestDenyReachesTheVerifiedChain(t *testing.T) {
 	bundle := p.write(t, "bundle.pem", append(p.root.PEM(), p.inter.PEM()...))
 	pool := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(bundle), app: app}
 	require.NoError(t, provision(t, pool))
-	caEntry := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, Allow: []AllowEntry{{Alias: "inter-ca", File: p.interFile}}, app: app}
+	caEntry := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, AllowCA: []AllowEntry{{Alias: "inter-ca", File: p.interFile}}, app: app}
 	require.NoError(t, provision(t, caEntry))
 	ctx := context.Background()
 	carol := request{headers: header(rfc9440(p.carol))} // the leaf alone
@@ -194,7 +194,7 @@ func TestChainCostLimits(t *testing.T) {
 	hugeInter := p.root.Forge("Test Intermediate CA", testpki.PublicKey(testpki.MadeUpRSAKey(15360)))
 	resp = serve(t, h, request{headers: withChain(rfc9440(p.carol), rfc9440(hugeInter), rfc9440(p.inter))})
 	assert.Equal(t, "malformed", resp.ph("http.mtls.error"))
-	assert.ErrorContains(t, resp.err, "chain certificate 2: RSA key of 15360 bits")
+	assert.ErrorContains(t, resp.err, "RSA key of 15360 bits, over the limit of 8192 bits")
 
 	// As many forged "intermediates" as a request may fail checks on,
 	// sent before the real intermediate: checking that one too is over

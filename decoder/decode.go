@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -37,6 +38,16 @@ func New(opts Options) (*Decoder, error) {
 	if opts.XFCCElement == 0 {
 		opts.XFCCElement = -1
 	}
+	switch {
+	case opts.MaxXFCCElements < 0:
+		return nil, fmt.Errorf("decoder: max_xfcc_elements must not be negative, got %d", opts.MaxXFCCElements)
+	case opts.MaxXFCCElements == 0:
+		opts.MaxXFCCElements = DefaultMaxXFCCElements
+	}
+	if err := checkProxies(opts.XFCCProxies); err != nil {
+		return nil, err
+	}
+	opts.XFCCProxies = slices.Clone(opts.XFCCProxies)
 	if opts.Header == "" {
 		opts.Header = p.header
 	}
@@ -56,10 +67,35 @@ func New(opts Options) (*Decoder, error) {
 	if opts.ChainHeader != "" && opts.ChainHeader == opts.Header {
 		return nil, fmt.Errorf("decoder: chain header %q is the certificate header itself", opts.ChainHeader)
 	}
-	if (opts.XFCCElement != -1 || opts.XFCCBy != "") && p.name != ProfileEnvoyXFCC && p.name != ProfileAuto {
-		return nil, fmt.Errorf("decoder: xfcc_element and xfcc_by apply only to the envoy_xfcc and auto profiles, not %s", p.name)
+	if (opts.XFCCElement != -1 || opts.XFCCBy != "" || len(opts.XFCCProxies) > 0) && p.name != ProfileEnvoyXFCC && p.name != ProfileAuto {
+		return nil, fmt.Errorf("decoder: xfcc_element, xfcc_by and xfcc_proxies apply only to the envoy_xfcc and auto profiles, not %s", p.name)
 	}
-	return &Decoder{opts: opts, profile: p, chainCache: newParsedCache()}, nil
+	if opts.XFCCElement != -1 && len(opts.XFCCProxies) > 0 {
+		return nil, fmt.Errorf("decoder: xfcc_element and xfcc_proxies are alternatives: xfcc_proxies selects the element by its URI")
+	}
+	for _, h := range []string{opts.Header, opts.ChainHeader} {
+		if h == traefikInfoHeader {
+			return nil, fmt.Errorf("decoder: %s is %s", h, traefikInfoHint)
+		}
+	}
+	d := &Decoder{opts: opts, profile: p, chainCache: newParsedCache()}
+	if p.one {
+		d.oneWhy = fmt.Sprintf("profile %s sends exactly one certificate (the client's) in %s", p.name, opts.Header)
+	}
+	return d, nil
+}
+
+// checkProxies validates Options.XFCCProxies.
+func checkProxies(proxies []string) error {
+	for i, p := range proxies {
+		if strings.TrimSpace(p) != p || p == "" {
+			return fmt.Errorf("decoder: xfcc_proxies entry %d is empty or has surrounding spaces", i+1)
+		}
+		if slices.Contains(proxies[:i], p) {
+			return fmt.Errorf("decoder: xfcc_proxies lists %q twice", p)
+		}
+	}
+	return nil
 }
 
 // validFieldName reports whether h is an RFC 9110 token.
@@ -91,12 +127,19 @@ func (d *Decoder) listHeader() bool {
 // header except envoy_xfcc's) present more than once gives KindDuplicate;
 // list headers (XFCC, chain headers) have their lines joined with ",". The
 // total size is checked against MaxHeaderBytes before any decoding work, and
-// the number of certificates against MaxChain. Every other failure is an
-// *Error of KindMalformed (or KindUntrustedHop for XFCC).
+// the number of certificates against MaxChain (and XFCC elements against
+// MaxXFCCElements). Every other failure is an *Error of KindMalformed (or
+// KindUntrustedHop for XFCC).
 //
 // The certificates of the chain header follow the leaf; a chain that starts
 // with the leaf itself (Envoy's Chain, some RFC 9440 producers) is not
-// duplicated.
+// duplicated. One certificate means one: a profile whose producer sends
+// exactly one certificate in the certificate header (and RFC 9440's
+// Client-Cert, and Envoy's Cert) gets exactly one or the value is
+// malformed, and in every header each certificate after the first must be
+// a CA certificate ("end-entity certificate at position N"), so two values
+// merged by a proxy never read as a client and its intermediate. Keys are
+// checked with CheckKeys before anything is returned.
 func (d *Decoder) Decode(values, chainValues []string) (Result, error) {
 	total := 0
 	for _, v := range values {
@@ -128,9 +171,11 @@ func (d *Decoder) Decode(values, chainValues []string) (Result, error) {
 	r := getRun(d.opts.MaxChain)
 	r.chainCache = d.chainCache
 	defer putRun(r)
+	r.one = d.oneWhy
 	if err := d.decodeCert(r, s); err != nil {
 		return Result{}, err
 	}
+	r.one = ""
 	if len(r.ders) == 0 { // not reached: every family yields a certificate or an error
 		return Result{}, errorf(KindMalformed, "no certificate found")
 	}
@@ -143,6 +188,7 @@ func (d *Decoder) Decode(values, chainValues []string) (Result, error) {
 		c := trimOWS(joinList(chainValues))
 		if !isSentinel(c) {
 			r.where = "chain header: "
+			r.inChain = true
 			r.skipDup = r.ders[0]
 			if err := r.decodePayload(c, famPayload); err != nil && err != ErrAbsent {
 				return Result{}, err
@@ -153,6 +199,9 @@ func (d *Decoder) Decode(values, chainValues []string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if err := CheckKeys(certs); err != nil {
+		return Result{}, err
+	}
 	res.Certs = certs
 	return res, nil
 }
@@ -160,6 +209,9 @@ func (d *Decoder) Decode(values, chainValues []string) (Result, error) {
 // decodeCert decodes the certificate header value s (trimmed, not a
 // sentinel) into r.
 func (d *Decoder) decodeCert(r *run, s string) error {
+	if looksTraefikInfo(s) {
+		return r.errf("the value is %s", traefikInfoHint)
+	}
 	fams := d.profile.fams
 	if fams&famXFCC != 0 && (d.profile.name == ProfileEnvoyXFCC || looksXFCC(s)) {
 		return d.decodeXFCC(r, s)
@@ -246,6 +298,16 @@ type run struct {
 	double  bool   // one extra base64-of-PEM level was removed
 	depth   int
 	decoded bool // offsets refer to the percent-decoded value
+	// one, when set, says why the value being decoded must hold exactly one
+	// certificate (for error messages); base is where its certificates
+	// start in ders.
+	one  string
+	base int
+	// inChain: the value being decoded is a chain (a chain header or an
+	// XFCC Chain), so an RFC 9440 value there is a List, not an Item.
+	inChain bool
+	// spans is scratch space for the XFCC element locations.
+	spans []xfccSpan
 	// chainCache reuses parsed chain certificates; nil to parse each time.
 	chainCache *parsedCache
 }
@@ -262,7 +324,7 @@ func putRun(r *run) {
 	if cap(r.buf) > 256<<10 {
 		return
 	}
-	*r = run{buf: r.buf[:0], segs: r.segs[:0], ders: clearDers(r.ders)}
+	*r = run{buf: r.buf[:0], segs: r.segs[:0], ders: clearDers(r.ders), spans: r.spans[:0]}
 	runPool.Put(r)
 }
 
@@ -305,6 +367,17 @@ func (r *run) decodePayload(s string, allowed famSet) error {
 			famXFCC, allowed, ProfileEnvoyXFCC)
 	}
 	fam := sniffPayload(body)
+	r.base = len(r.ders)
+	if fam == famRFC9440 {
+		if allowed&fam == 0 {
+			return r.errf("the value looks like %s, which this profile does not accept (it expects %s); try profile %s or auto",
+				fam, allowed, suggest(fam, false))
+		}
+		if r.where == "" {
+			r.fam = fam
+		}
+		return r.decodeRFC9440(body)
+	}
 	// Work on a copy in the pooled buffer: percent-decoding is done in place.
 	r.buf = append(r.buf[:0], body...)
 	r.decoded = false
@@ -335,8 +408,6 @@ func (r *run) decodePayload(s string, allowed famSet) error {
 		err = r.pemSegments(b)
 	case famBase64:
 		err = r.base64Segments(b)
-	case famRFC9440:
-		err = r.rfc9440Segments(b)
 	}
 	if err != nil {
 		return err
@@ -404,6 +475,9 @@ func (r *run) addDER(out []byte, i, n int, blob bool) error {
 // checkCount fails when n more certificates would pass the chain limit. A
 // first chain certificate equal to the leaf is not counted: it is dropped.
 func (r *run) checkCount(n int) error {
+	if r.one != "" && n > 1 {
+		return r.errf("%d certificates, but %s (a proxy may have merged a client-sent value with its own)", n, r.one)
+	}
 	have := len(r.ders)
 	if r.skipDup != nil {
 		have--
@@ -422,6 +496,9 @@ func (r *run) add(der []byte) error {
 		if dup {
 			return nil
 		}
+	}
+	if r.one != "" && len(r.ders) > r.base {
+		return r.errf("more than one certificate, but %s (a proxy may have merged a client-sent value with its own)", r.one)
 	}
 	if len(r.ders) >= r.max {
 		return &Error{Kind: KindTooLarge, Msg: r.where + fmt.Sprintf("more than %d certificates", r.max)}
@@ -469,6 +546,12 @@ func (r *run) parse() ([]*x509.Certificate, error) {
 		}
 		if err != nil {
 			return nil, r.errf("%s: not a valid X.509 certificate: %s", certN(i, n), sanitize(err))
+		}
+		// Whatever the header, the certificates after the client's are
+		// intermediates (or a root); an end-entity certificate there is
+		// another client's, merged in by a proxy or added by the client.
+		if i > 0 && !(c.BasicConstraintsValid && c.IsCA) {
+			return nil, r.errf("end-entity certificate at position %d of %d: only CA certificates may follow the client's certificate", i+1, n)
 		}
 		certs = append(certs, c)
 	}

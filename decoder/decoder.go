@@ -28,11 +28,33 @@
 //	der_base64  Client-Cert                                          B
 //
 // U1/U2 URL-encoded PEM with '+' '/' '=' escaped/literal, P mangled or plain
-// PEM, B base64 DER, R RFC 9440 byte sequences, S Envoy XFCC, D base64 of a
-// PEM text. Every profile removes
-// one extra level of base64-of-PEM, and accepts several certificates where
-// its producer can send them. A value of a family the profile does not
-// accept fails with a message naming the profile that would decode it.
+// PEM, B base64 DER, R RFC 9440 structured fields (parsed by
+// github.com/dunglas/httpsfv), S Envoy XFCC, D base64 of a PEM text. Every
+// profile removes one extra level of base64-of-PEM. A value of a family the
+// profile does not accept fails with a message naming the profile that
+// would decode it.
+//
+// # One certificate means one
+//
+// Several certificates are accepted in one value only where the producer
+// sends a chain (aws_alb, traefik, the generic auto, pem and der_base64,
+// chain headers, XFCC Chain). The others (nginx, haproxy, cloudflare, gcp,
+// azure, apache, wso2, rfc9440, XFCC Cert) send exactly one certificate in
+// the certificate header, so a second one there is malformed; an RFC 9440
+// value in a certificate header is an Item, never a List. In every value
+// each certificate after the first must be a CA certificate ("end-entity
+// certificate at position N"): a proxy that merged a client-sent value with
+// its own never makes another client's certificate an intermediate. Keys
+// are checked by CheckKeys (RSA 1024 to 8192 bits, no DSA).
+//
+// # x-forwarded-client-cert
+//
+// The element is chosen by position (Options.XFCCElement, default the last)
+// or by the proxies after the client's hop (Options.XFCCProxies, for
+// Istio's gateway and sidecar); at most Options.MaxXFCCElements are read.
+// Every element that carries a certificate must match it (Hash, Subject,
+// URI, DNS), else the header is malformed: Envoy writes SANs unquoted, and a
+// SAN could otherwise forge an element (xfccdecode.go).
 //
 // # The auto profile
 //
@@ -40,7 +62,7 @@
 // profile that stands for the family it found:
 //
 //	XFCC keys (By=, Hash=, Cert=, Chain=, Subject=, URI=, DNS=) at the start  envoy_xfcc
-//	":...:" (RFC 9440 byte sequence or list)                                rfc9440
+//	":...:" or "(...)" (RFC 9440 byte sequence, or list in a chain)         rfc9440
 //	'%' and armor after unescaping, '+' '/' '=' all escaped (U1)            nginx
 //	'%' and armor after unescaping, a literal '+' '/' or '=' (U2)           aws_alb
 //	"-----BEGIN" (plain or mangled PEM)                                     pem
@@ -56,8 +78,11 @@
 // pair of enclosing double quotes is removed (HAProxy %{+Q}). Whitespace
 // inside base64 is ignored, as are literal \r, \n and [\r], [\n] (base64
 // never contains a backslash or '['), and anything after the last END
-// marker. A chain header that starts with the leaf again does not repeat it.
-// Sentinels meaning "no certificate": empty, `""`, "(null)", "NONE", "::".
+// marker; RFC 9440 values are parsed by the spec, missing padding being the
+// one leniency. A chain header that starts with the leaf again does not
+// repeat it. Sentinels meaning "no certificate": empty, `""`, "(null)",
+// "NONE", "::". Traefik's X-Forwarded-Tls-Client-Cert-Info, which holds no
+// certificate, is recognised and named in the error.
 //
 // # Errors
 //
@@ -74,12 +99,16 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Defaults for Options.
 const (
 	DefaultMaxHeaderBytes = 64 << 10
 	DefaultMaxChain       = 8
+	// DefaultMaxXFCCElements caps the elements of an x-forwarded-client-cert
+	// value (one per proxy hop); real ones have one to three.
+	DefaultMaxXFCCElements = 16
 	// DefaultHeader is the header read when neither the configuration nor
 	// the profile names one (RFC 9440).
 	DefaultHeader = "Client-Cert"
@@ -164,6 +193,18 @@ type Options struct {
 	// XFCCBy, when set, requires the selected XFCC element to carry a By
 	// key equal to it (the identity of the proxy we trust).
 	XFCCBy string
+	// XFCCProxies selects the XFCC element by the proxies after the
+	// client's hop, instead of by position: starting from the last
+	// element, step back while every URI of the element is one of these
+	// (the URI of an element is the identity of the peer of the hop that
+	// wrote it: in Istio the sidecar's element has the gateway's SPIFFE
+	// ID). The element reached is the client's and must carry a Cert. An
+	// element with any other URI is never stepped over. Excludes
+	// XFCCElement.
+	XFCCProxies []string
+	// MaxXFCCElements caps the number of XFCC elements; more is
+	// KindTooLarge. Default DefaultMaxXFCCElements.
+	MaxXFCCElements int
 }
 
 // Result is what a successful Decode found.
@@ -182,6 +223,9 @@ type Decoder struct {
 	opts       Options
 	profile    *profile
 	chainCache *parsedCache
+	// oneWhy, for a profile whose producer sends one certificate, says so
+	// in error messages (made once here, not per request).
+	oneWhy string
 }
 
 // Header is the certificate header this decoder reads.
@@ -194,4 +238,8 @@ func (d *Decoder) ChainHeader() string { return d.opts.ChainHeader }
 func (d *Decoder) Profile() string { return d.opts.Profile }
 
 // Options returns the effective options, defaults filled in.
-func (d *Decoder) Options() Options { return d.opts }
+func (d *Decoder) Options() Options {
+	o := d.opts
+	o.XFCCProxies = slices.Clone(o.XFCCProxies)
+	return o
+}

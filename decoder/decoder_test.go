@@ -88,7 +88,15 @@ func TestNewErrors(t *testing.T) {
 		{"bad header", Options{Header: "X Client Cert"}, "not a valid header field name"},
 		{"bad chain header", Options{ChainHeader: "a:b"}, "not a valid header field name"},
 		{"chain is cert", Options{Header: "client-cert", ChainHeader: "Client-Cert"}, "is the certificate header itself"},
-		{"xfcc option elsewhere", Options{Profile: "nginx", XFCCBy: "spiffe://x"}, "xfcc_element and xfcc_by apply only"},
+		{"xfcc option elsewhere", Options{Profile: "nginx", XFCCBy: "spiffe://x"}, "xfcc_element, xfcc_by and xfcc_proxies apply only"},
+		{"xfcc proxies elsewhere", Options{Profile: "rfc9440", XFCCProxies: []string{"spiffe://gw"}}, "apply only to the envoy_xfcc and auto profiles"},
+		{"xfcc proxies and element", Options{XFCCElement: 1, XFCCProxies: []string{"spiffe://gw"}}, "xfcc_element and xfcc_proxies are alternatives"},
+		{"xfcc proxies empty entry", Options{XFCCProxies: []string{""}}, "xfcc_proxies entry 1 is empty"},
+		{"xfcc proxies spaces", Options{XFCCProxies: []string{"spiffe://a", " spiffe://b"}}, "xfcc_proxies entry 2 is empty or has surrounding spaces"},
+		{"xfcc proxies twice", Options{XFCCProxies: []string{"spiffe://a", "spiffe://a"}}, `xfcc_proxies lists "spiffe://a" twice`},
+		{"negative xfcc elements", Options{MaxXFCCElements: -1}, "max_xfcc_elements must not be negative"},
+		{"traefik info header", Options{Profile: "traefik", Header: "X-Forwarded-Tls-Client-Cert-Info"}, "Traefik's X-Forwarded-Tls-Client-Cert-Info header, which carries no certificate: read X-Forwarded-Tls-Client-Cert"},
+		{"traefik info as chain header", Options{ChainHeader: "x-forwarded-tls-client-cert-info"}, "carries no certificate"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -154,7 +162,7 @@ func producerCases(t *testing.T) []producerCase {
 		{name: "haproxy/%{+Q} quoted", opts: Options{Profile: "haproxy"}, values: one(haproxyQuoted(leaf)), want: l, auto: "der_base64"},
 		{name: "haproxy/with ssl_c_chain_der", opts: Options{Profile: "haproxy"}, values: one(haproxyQuoted(leaf)),
 			chain: one(`"` + haproxyChainDER(inter, root) + `"`), want: full, auto: "der_base64", autoGot: l},
-		{name: "haproxy/chain blob in the cert header", opts: Options{Profile: "haproxy"}, values: one(haproxyChainDER(leaf, inter)), want: li, auto: "der_base64"},
+		{name: "der_base64/chain blob in the cert header", opts: Options{Profile: "der_base64"}, values: one(haproxyChainDER(leaf, inter)), want: li, auto: "der_base64"},
 		// Cloudflare.
 		{name: "cloudflare/Cf-Client-Cert-Der-Base64", opts: Options{Profile: "cloudflare"}, values: one(b64(leaf)), want: l, auto: "der_base64"},
 		{name: "cloudflare/rules cert_rfc9440 + chain", opts: Options{Profile: "cloudflare", Header: "Client-Cert", ChainHeader: "Client-Cert-Chain"},
@@ -355,7 +363,7 @@ func TestTooLarge(t *testing.T) {
 		{"der blob in chain header", Options{Profile: "haproxy"}, []string{b64(leaf)}, []string{haproxyChainDER(inter, root)}},
 		{"rfc9440 chain header", Options{Profile: "rfc9440"}, []string{rfc9440(leaf, true)}, []string{rfc9440List(",", true, inter, root)}},
 		{"xfcc chain", Options{Profile: "envoy_xfcc"}, []string{`Chain="` + envoyOldEncode(chainPEM(leaf, inter, root)) + `"`}, nil},
-		{"double encoded", Options{Profile: "wso2"}, []string{"-----BEGIN CERTIFICATE-----" + base64.StdEncoding.EncodeToString(chainPEM(leaf, inter, root)) + "-----END CERTIFICATE-----"}, nil},
+		{"double encoded", Options{Profile: "pem"}, []string{"-----BEGIN CERTIFICATE-----" + base64.StdEncoding.EncodeToString(chainPEM(leaf, inter, root)) + "-----END CERTIFICATE-----"}, nil},
 		{"many empty items", Options{Profile: "traefik"}, []string{strings.Repeat(",", 50)}, nil},
 	}
 	for _, tc := range chains {
@@ -396,9 +404,11 @@ func TestMalformed(t *testing.T) {
 		{"bad percent escape", "aws_alb", strings.Replace(albEncode(leaf.PEM()), "%20", "%G0", 1), "percent-encoding at offset 10: invalid escape"},
 		{"truncated percent escape", "nginx", nginxEscapedCert(leaf)[:len(nginxEscapedCert(leaf))-2], "truncated escape"},
 		{"empty list item", "traefik", b64(leaf) + ",," + b64(inter), "certificate 2 of 3 is empty"},
-		{"rfc9440 no closing colon", "rfc9440", ":" + b64(leaf), "no closing ':'"},
-		{"rfc9440 text after", "rfc9440", rfc9440(leaf, true) + "x", "unexpected text after the byte sequence"},
-		{"rfc9440 not a byte sequence in list", "rfc9440", rfc9440(leaf, true) + ", " + b64(inter), "certificate 2 of 2: at offset"},
+		{"rfc9440 no closing colon", "rfc9440", ":" + b64(leaf), "not an RFC 8941 byte sequence (invalid binary format: character"},
+		{"rfc9440 text after", "rfc9440", rfc9440(leaf, true) + "x", "not an RFC 8941 byte sequence (unmarshal error: character"},
+		{"rfc9440 list in the certificate header", "rfc9440", rfc9440(leaf, true) + ", " + rfc9440(inter, true), "a list of 2 members where RFC 9440 allows one byte sequence"},
+		{"rfc9440 list with a non-byte-sequence", "rfc9440", rfc9440(leaf, true) + ", abc", "a list of 2 members where RFC 9440 allows one byte sequence"},
+		{"rfc9440 not a list either", "rfc9440", rfc9440(leaf, true) + ", =", "not an RFC 8941 byte sequence"},
 		{"not DER", "der_base64", base64.StdEncoding.EncodeToString([]byte("hello world, this is not DER")), "not DER"},
 		{"DER garbage", "der_base64", base64.StdEncoding.EncodeToString([]byte{0x30, 0x03, 0x02, 0x01, 0x01}), "not a valid X.509 certificate"},
 		{"truncated DER", "der_base64", base64.StdEncoding.EncodeToString(leaf.DER()[:200]), "DER: bad length"},
@@ -514,5 +524,30 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	for g := 0; g < 8; g++ {
 		require.NoError(t, <-done)
+	}
+}
+
+func TestCertificateHeaders(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		opts Options
+		want []string
+	}{
+		{Options{}, []string{"Client-Cert", "Client-Cert-Chain"}},
+		{Options{Header: "X-Client-Cert"}, []string{"X-Client-Cert", "Client-Cert-Chain"}},
+		{Options{Header: "X-Forwarded-Client-Cert", ChainHeader: "X-Chain"}, []string{"X-Forwarded-Client-Cert", "X-Chain", "Client-Cert-Chain"}},
+		{Options{Header: "client-cert-chain"}, []string{"Client-Cert-Chain"}},
+		{Options{Profile: "rfc9440"}, []string{"Client-Cert", "Client-Cert-Chain"}},
+		{Options{Profile: "nginx"}, []string{"Ssl-Client-Cert"}},
+		{Options{Profile: "haproxy", ChainHeader: "x-chain"}, []string{"X-Ssl-Client-Cert", "X-Chain"}},
+	} {
+		assert.Equal(t, tc.want, mustNew(t, tc.opts).CertificateHeaders(), "%+v", tc.opts)
+	}
+	// autoReports holds every profile auto reports for the producers'
+	// values (so their chain headers are stripped).
+	for _, tc := range producerCases(t) {
+		if tc.auto != "" {
+			assert.Contains(t, autoReports, tc.auto, tc.name)
+		}
 	}
 }

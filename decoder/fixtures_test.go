@@ -30,7 +30,7 @@ type fixture struct {
 	Certs       []string `json:"certs"`                  // expected, leaf first: testdata/pki/<name>.pem; empty = ErrAbsent
 	Auto        string   `json:"auto,omitempty"`         // Result.Profile under auto (cert header only)
 	Producer    string   `json:"producer"`               // what made it
-	Source      string   `json:"source"`                 // section of shared/reference/header-formats.md
+	Source      string   `json:"source"`                 // where the producer's format is documented
 }
 
 func TestFixtures(t *testing.T) {

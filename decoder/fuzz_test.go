@@ -11,6 +11,8 @@ package decoder
 // Decode allocates a bounded amount of memory for its input size.
 
 import (
+	"bytes"
+	"crypto/x509"
 	"errors"
 	"os"
 	"runtime"
@@ -128,7 +130,7 @@ func FuzzBase64DER(f *testing.F) {
 }
 
 func FuzzRFC9440(f *testing.F) {
-	fuzzSeeds(f, ":MA==:", ":MA:, :MA:", "::", ":", ":MA==:;a=1", ": :")
+	fuzzSeeds(f, ":MA==:", ":MA:, :MA:", "::", ":", ":MA==:;a=1", ": :", `:MA:;n="a,b", :MA:`, "(:MA: :MA:)", `:MA:;t=a:b/c;s="\"";d=%"x";e=@1;f=?1;g=1.5`)
 	d := mustNew(f, Options{Profile: "rfc9440", MaxChain: 4})
 	g := mustNew(f, Options{Profile: "gcp", MaxChain: 4})
 	f.Fuzz(func(t *testing.T, v string) {
@@ -156,10 +158,16 @@ func FuzzWSO2(f *testing.F) {
 }
 
 func FuzzXFCC(f *testing.F) {
-	fuzzSeeds(f, `By=a;Cert="x"`, `Chain="";Cert=""`, `By=a;b,c=d;URI=`, `Subject="\"\\\,"`, `,`, `By=a,By=b`)
+	fuzzSeeds(f, `By=a;Cert="x"`, `Chain="";Cert=""`, `By=a;b,c=d;URI=`, `Subject="\"\\\,"`, `,`, `By=a,By=b`,
+		`Hash=00;Subject="";URI=`+gatewayURI, `By=x;URI=`+gatewayURI+`,By=y;URI=`+gatewayURI)
+	if gw, err := readFileString("testdata/headers/envoy_xfcc.txt"); err == nil {
+		f.Add(gw + `,By=spiffe://w;Hash=00;Subject="";URI=` + gatewayURI)
+		f.Add(strings.Replace(gw, "DNS=client1.example", "DNS=client1.example,By=x;Cert=", 1) + gw[strings.Index(gw, "Cert="):])
+	}
 	ds := []*Decoder{
 		mustNew(f, Options{Profile: "envoy_xfcc", MaxChain: 4}),
 		mustNew(f, Options{Profile: "envoy_xfcc", XFCCElement: 1, XFCCBy: "spiffe://cluster.local/ns/edge/sa/gateway"}),
+		mustNew(f, Options{Profile: "envoy_xfcc", XFCCProxies: []string{gatewayURI, "spiffe://w"}, MaxXFCCElements: 4}),
 	}
 	f.Fuzz(func(t *testing.T, v string) {
 		for _, d := range ds {
@@ -193,6 +201,66 @@ func FuzzParseXFCC(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCertFacts checks the light certificate walk against
+// x509.ParseCertificate (whatever x509 accepts, the walk reads the same
+// subject and SANs), feeds the same bytes to the name printer, and writes
+// every certificate x509 accepts as an XFCC element that must read back.
+func FuzzCertFacts(f *testing.F) {
+	for _, name := range []string{"leaf", "intermediate", "root", "other"} {
+		f.Add(readPKI(f, name))
+	}
+	for _, tc := range nameCases {
+		f.Add(tc.der)
+	}
+	f.Fuzz(func(t *testing.T, der []byte) {
+		for _, flavor := range []nameFlavor{flavorOpenSSL, flavorBoringSSL} {
+			if s, err := formatName(der, flavor); err != nil && s != "" {
+				t.Fatalf("output with an error")
+			}
+		}
+		facts, ok := readCertFacts(der)
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return
+		}
+		if !ok {
+			t.Fatalf("x509 parses a certificate the walk does not")
+		}
+		if !bytes.Equal(facts.subject, c.RawSubject) || len(facts.dns) != len(c.DNSNames) || len(facts.uris) != len(c.URIs) {
+			t.Fatalf("the walk reads another subject or other SANs than x509")
+		}
+		for i, d := range facts.dns {
+			if string(d) != c.DNSNames[i] {
+				t.Fatalf("DNS SAN %d differs", i)
+			}
+		}
+		if _, err := formatName(c.RawSubject, flavorBoringSSL); err != nil {
+			t.Fatalf("a subject x509 accepts does not print: %v", err)
+		}
+		// The XFCC writer's element reads back as this certificate, and
+		// consistent (unless its keys are refused anyway).
+		el, ok := EncodeXFCC(c)
+		if !ok || CheckKeys([]*x509.Certificate{c}) != nil {
+			return
+		}
+		res, err := fuzzXFCCDecoder.Decode([]string{el}, nil)
+		if err != nil {
+			t.Fatalf("EncodeXFCC's element does not decode: %v", err)
+		}
+		if !bytes.Equal(res.Certs[0].Raw, der) {
+			t.Fatalf("EncodeXFCC's element decodes to another certificate")
+		}
+	})
+}
+
+var fuzzXFCCDecoder = func() *Decoder {
+	d, err := New(Options{Profile: ProfileEnvoyXFCC})
+	if err != nil {
+		panic(err)
+	}
+	return d
+}()
 
 func FuzzAuto(f *testing.F) {
 	fuzzSeeds(f, "(null)", `""`, "NONE", "By=", ":", "%", "-----BEGIN")

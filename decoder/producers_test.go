@@ -1,12 +1,15 @@
 package decoder
 
 // Producers: small functions that build a header value exactly the way each
-// load balancer builds it, from its source code or documentation (see
-// shared/reference/header-formats.md for the citations). Tests and fixtures
-// use them; each comment names what it mirrors.
+// load balancer builds it, from its source code or documentation. Tests and
+// fixtures use them; each comment names what it mirrors.
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
 	"net/url"
 	"strings"
 
@@ -62,20 +65,11 @@ func unfold(s string) string { return strings.ReplaceAll(s, "\n\t", " ") }
 
 // envoyPercentEncode mirrors Envoy's Http::Utility::PercentEncoding as used
 // for XFCC Cert/Chain: every byte except ALPHA, DIGIT and "*-._" becomes
-// %XX ("SPACE is encoded as %20, NOT as the + character"). U1.
+// %XX ("SPACE is encoded as %20, NOT as the + character"). U1. The
+// package's XFCC writer (xfccwrite.go) encodes the same way.
 func envoyPercentEncode(pem []byte) string {
-	const hex = "0123456789ABCDEF"
 	var b strings.Builder
-	for _, c := range pem {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', strings.IndexByte("*-._", c) >= 0:
-			b.WriteByte(c)
-		default:
-			b.WriteByte('%')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&0xf])
-		}
-	}
+	envoyPercentEncodeTo(&b, pem)
 	return b.String()
 }
 
@@ -88,29 +82,50 @@ func envoyOldEncode(pem []byte) string {
 // xfccElement mirrors mutateXfccRequestHeader in Envoy's
 // conn_manager_utility.cc: By=<uri> per local URI SAN, Hash=<sha256 hex>,
 // then the configured details: Cert="<U1>", Chain="<U1 blocks>",
-// Subject="<dn>" (always present), URI=<uri> per SAN ("URI=" when none),
-// DNS=<name> per SAN; joined with ";".
+// Subject="<dn>" (always present; BoringSSL's X509_NAME_print_ex with
+// XN_FLAG_RFC2253, written between quotes as is), URI=<uri> per SAN
+// ("URI=" when none), DNS=<name> per SAN (both the SAN's bytes, unquoted
+// and unescaped); joined with ";".
 func xfccElement(by []string, c *testpki.Cert, cert, chain bool, encode func([]byte) string) string {
+	var chainPEM []byte
+	if chain {
+		chainPEM = c.ChainPEM()
+	}
+	return envoyElement(by, c.Cert, cert, chainPEM, encode)
+}
+
+// envoyElement is xfccElement for any certificate; chainPEM, when not
+// nil, is sent as Chain.
+func envoyElement(by []string, c *x509.Certificate, cert bool, chainPEM []byte, encode func([]byte) string) string {
 	var parts []string
 	for _, u := range by {
 		parts = append(parts, "By="+u)
 	}
-	parts = append(parts, "Hash="+c.Fingerprint())
+	sum := sha256.Sum256(c.Raw)
+	parts = append(parts, "Hash="+hex.EncodeToString(sum[:]))
 	if cert {
-		parts = append(parts, `Cert="`+encode(c.PEM())+`"`)
+		parts = append(parts, `Cert="`+encode(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))+`"`)
 	}
-	if chain {
-		parts = append(parts, `Chain="`+encode(c.ChainPEM())+`"`)
+	if chainPEM != nil {
+		parts = append(parts, `Chain="`+encode(chainPEM)+`"`)
 	}
-	parts = append(parts, `Subject="`+c.Cert.Subject.String()+`"`)
-	if len(c.Cert.URIs) == 0 {
+	subject, err := formatName(c.RawSubject, flavorBoringSSL)
+	if err != nil {
+		panic(err)
+	}
+	parts = append(parts, `Subject="`+subject+`"`)
+	facts, ok := readCertFacts(c.Raw)
+	if !ok {
+		panic("envoyElement: unreadable certificate")
+	}
+	if len(facts.uris) == 0 {
 		parts = append(parts, "URI=")
 	}
-	for _, u := range c.Cert.URIs {
-		parts = append(parts, "URI="+u.String())
+	for _, u := range facts.uris {
+		parts = append(parts, "URI="+string(u))
 	}
-	for _, d := range c.Cert.DNSNames {
-		parts = append(parts, "DNS="+d)
+	for _, d := range facts.dns {
+		parts = append(parts, "DNS="+string(d))
 	}
 	return strings.Join(parts, ";")
 }

@@ -2,6 +2,7 @@ package decoder
 
 import (
 	"net/textproto"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -60,6 +61,10 @@ type profile struct {
 	// list: the certificate header is a list header (XFCC), whose field
 	// lines are joined with ","; otherwise it is a singleton.
 	list bool
+	// one: the producer sends exactly one certificate in the certificate
+	// header (intermediates, if any, come in the chain header), so a
+	// second one there is malformed.
+	one bool
 }
 
 // Profile names (fixed by the design; users, docs and tests depend on them).
@@ -90,24 +95,33 @@ func canon(h string) string {
 	return textproto.CanonicalMIMEHeaderKey(h)
 }
 
-// profiles is the profile table. Every family of every producer in
-// shared/reference/header-formats.md is covered; the accepted families are a
-// little wider than what the producer strictly emits where a neighbour
-// variant is common (nginx's deprecated $ssl_client_cert is mangled PEM, Azure
-// App Service sends base64 DER but Application Gateway sends PEM, ...).
+// profiles is the profile table. Every family of every producer the package
+// documentation lists is covered; the accepted families are a little wider
+// than what the producer strictly emits where a neighbour variant is common
+// (nginx's deprecated $ssl_client_cert is mangled PEM, Azure App Service
+// sends base64 DER but Application Gateway sends PEM, ...).
+//
+// one is set for producers that put exactly one certificate in the
+// certificate header: nginx ($ssl_client_escaped_cert, $ssl_client_cert),
+// HAProxy (ssl_c_der), Cloudflare, GCP (client_cert_leaf), Azure, Apache
+// (SSL_CLIENT_CERT), WSO2 and RFC 9440 (Client-Cert). The others send a
+// chain there (ALB passthrough, Traefik's list of what the client sent) or
+// are generic (auto, pem, der_base64); their second and later
+// certificates must still be CA certificates (decode.go), and an RFC 9440
+// value in a certificate header is always a single Item.
 var profiles = map[string]*profile{
 	ProfileAuto:       {name: ProfileAuto, header: DefaultHeader, fams: famAll},
 	ProfileAWSALB:     {name: ProfileAWSALB, header: "X-Amzn-Mtls-Clientcert", fams: famURLPEM | famPEM},
-	ProfileNginx:      {name: ProfileNginx, header: "Ssl-Client-Cert", fams: famURLPEM | famPEM},
+	ProfileNginx:      {name: ProfileNginx, header: "Ssl-Client-Cert", fams: famURLPEM | famPEM, one: true},
 	ProfileEnvoyXFCC:  {name: ProfileEnvoyXFCC, header: XFCCHeader, fams: famXFCC, list: true},
 	ProfileTraefik:    {name: ProfileTraefik, header: "X-Forwarded-Tls-Client-Cert", fams: famBase64},
-	ProfileHAProxy:    {name: ProfileHAProxy, header: "X-Ssl-Client-Cert", chainHeader: "X-Ssl-Client-Cert-Chain", fams: famBase64},
-	ProfileCloudflare: {name: ProfileCloudflare, header: "Cf-Client-Cert-Der-Base64", fams: famBase64 | famRFC9440},
-	ProfileGCP:        {name: ProfileGCP, header: "X-Client-Cert-Leaf", chainHeader: "X-Client-Cert-Chain", fams: famRFC9440},
-	ProfileAzure:      {name: ProfileAzure, header: "X-Arr-Clientcert", fams: famBase64 | famPEM | famURLPEM},
-	ProfileApache:     {name: ProfileApache, header: "Ssl-Client-Cert", fams: famPEM | famURLPEM},
-	ProfileWSO2:       {name: ProfileWSO2, header: "X-Wso2-Client-Certificate", fams: famPEM | famURLPEM | famBase64},
-	ProfileRFC9440:    {name: ProfileRFC9440, header: "Client-Cert", chainHeader: "Client-Cert-Chain", fams: famRFC9440},
+	ProfileHAProxy:    {name: ProfileHAProxy, header: "X-Ssl-Client-Cert", chainHeader: "X-Ssl-Client-Cert-Chain", fams: famBase64, one: true},
+	ProfileCloudflare: {name: ProfileCloudflare, header: "Cf-Client-Cert-Der-Base64", fams: famBase64 | famRFC9440, one: true},
+	ProfileGCP:        {name: ProfileGCP, header: "X-Client-Cert-Leaf", chainHeader: "X-Client-Cert-Chain", fams: famRFC9440, one: true},
+	ProfileAzure:      {name: ProfileAzure, header: "X-Arr-Clientcert", fams: famBase64 | famPEM | famURLPEM, one: true},
+	ProfileApache:     {name: ProfileApache, header: "Ssl-Client-Cert", fams: famPEM | famURLPEM, one: true},
+	ProfileWSO2:       {name: ProfileWSO2, header: "X-Wso2-Client-Certificate", fams: famPEM | famURLPEM | famBase64, one: true},
+	ProfileRFC9440:    {name: ProfileRFC9440, header: "Client-Cert", chainHeader: "Client-Cert-Chain", fams: famRFC9440, one: true},
 	ProfilePEM:        {name: ProfilePEM, header: DefaultHeader, fams: famPEM},
 	ProfileDERBase64:  {name: ProfileDERBase64, header: DefaultHeader, fams: famBase64},
 }
@@ -146,4 +160,30 @@ func suggest(f family, literal bool) string {
 		return ProfileEnvoyXFCC
 	}
 	return ProfileAuto
+}
+
+// autoReports are the profiles the auto profile may report (run.detected).
+var autoReports = [...]string{ProfileEnvoyXFCC, ProfileRFC9440, ProfileNginx, ProfileAWSALB, ProfilePEM, ProfileDERBase64, ProfileWSO2}
+
+// CertificateHeaders lists every header a request could carry a certificate
+// in for this decoder, canonical, without repeats: the certificate header,
+// the chain header, and with the auto profile the chain headers of the
+// profiles it may report (RFC 9440's Client-Cert-Chain): auto does not read
+// those, but an upstream of that family would. The handler removes them all
+// before passing a request on, so that no client-sent certificate header
+// reaches an upstream.
+func (d *Decoder) CertificateHeaders() []string {
+	out := []string{d.opts.Header}
+	add := func(h string) {
+		if h != "" && !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	add(d.opts.ChainHeader)
+	if d.profile.name == ProfileAuto {
+		for _, name := range autoReports {
+			add(profiles[name].chainHeader)
+		}
+	}
+	return out
 }

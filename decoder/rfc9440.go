@@ -1,53 +1,79 @@
 package decoder
 
-// Family R: RFC 9440 Client-Cert / Client-Cert-Chain, RFC 8941 byte
-// sequences ":" base64(DER) ":". The chain header is an RFC 8941 list:
-// members separated by "," with optional spaces or tabs around it, possibly
-// split over several field lines (joined with "," before decoding). Used by
-// GCP (client_cert_leaf, client_cert_chain), Cloudflare (cert_rfc9440,
+import (
+	"errors"
+
+	"github.com/dunglas/httpsfv"
+)
+
+// Family R: RFC 9440 Client-Cert / Client-Cert-Chain, parsed as RFC 8941
+// structured fields by github.com/dunglas/httpsfv. Used by GCP
+// (client_cert_leaf, client_cert_chain), Cloudflare (cert_rfc9440,
 // cert_chain_rfc9440), CloudFront and HAProxy by recipe.
 //
-// Padding is optional (RFC 8941 parsers "SHOULD NOT fail when = padding is
-// not present"). Parameters after a member (";key=value") are ignored. A list
-// in the Client-Cert header itself is tolerated: its first member is the leaf.
+//   - The certificate header is an Item: one byte sequence ":" base64(DER)
+//     ":" with optional parameters. RFC 9440 §2.2: Client-Cert "MUST NOT
+//     have a list of values", so a List there (":bob:, :alice:") is
+//     malformed, never "bob plus an intermediate".
+//   - The chain header is a List of byte sequences, possibly split over
+//     several field lines (joined with ","). Parameters are allowed and
+//     ignored; a string parameter may hold commas
+//     (`:A:, :B:;note="a,b"` is two members).
+//   - The one leniency (sfv.go): missing '=' padding, which RFC 8941 asks
+//     parsers to accept.
 
-// rfc9440Segments records the base64 of every byte sequence in b.
-func (r *run) rfc9440Segments(b []byte) error {
-	n, err := r.checkListCount(b)
-	if err != nil {
-		return err
-	}
-	start := 0
-	for i := 0; i <= len(b); i++ {
-		if i < len(b) && b[i] != ',' {
-			continue
+// decodeRFC9440 decodes the structured field s into r.ders: a List when
+// r.inChain, else an Item.
+func (r *run) decodeRFC9440(s string) error {
+	padded, n := sfvPad(s)
+	var members []httpsfv.Member
+	if r.inChain {
+		if err := r.checkCount(n); err != nil {
+			return err
 		}
-		k := len(r.segs)
-		lo, hi := trimRange(b, start, i)
-		if lo == hi {
-			return r.errf("%s is empty", certN(k, n))
+		l, err := httpsfv.UnmarshalList([]string{padded})
+		if err != nil {
+			return r.errf("not an RFC 8941 list of byte sequences (%s)", sfvError(err))
 		}
-		if b[lo] != ':' {
-			return r.errf("%s: at %s: a byte sequence must start with ':'", certN(k, n), r.offset(lo))
-		}
-		end := -1
-		for j := lo + 1; j < hi; j++ {
-			if b[j] == ':' {
-				end = j
-				break
+		members = l
+	} else {
+		if n > 1 {
+			if _, err := httpsfv.UnmarshalList([]string{padded}); err == nil {
+				return r.errf("a list of %d members where RFC 9440 allows one byte sequence (Client-Cert is a single certificate; intermediates go in the chain header)", n)
 			}
 		}
-		if end < 0 {
-			return r.errf("%s: at %s: the byte sequence has no closing ':'", certN(k, n), r.offset(lo))
+		it, err := httpsfv.UnmarshalItem([]string{padded})
+		if err != nil {
+			return r.errf("not an RFC 8941 byte sequence (%s)", sfvError(err))
 		}
-		if end+1 < hi && b[end+1] != ';' {
-			return r.errf("%s: at %s: unexpected text after the byte sequence", certN(k, n), r.offset(end+1))
+		members = []httpsfv.Member{it}
+	}
+	n = len(members)
+	if err := r.checkCount(n); err != nil {
+		return err
+	}
+	for i, m := range members {
+		it, ok := m.(httpsfv.Item)
+		if !ok {
+			return r.errf("%s is an inner list, not a byte sequence", certN(i, n))
 		}
-		if end == lo+1 {
-			return r.errf("%s is an empty byte sequence", certN(k, n))
+		der, ok := it.Value.([]byte)
+		if !ok {
+			return r.errf("%s is not a byte sequence (\":base64:\")", certN(i, n))
 		}
-		r.segs = append(r.segs, seg{lo + 1, end})
-		start = i + 1
+		if err := r.addDER(der, i, n, false); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// sfvError describes an httpsfv error by its kind and offset (httpsfv's
+// messages, and those of encoding/base64 it wraps, hold no input text).
+func sfvError(err error) string {
+	var ue *httpsfv.UnmarshalError
+	if errors.As(err, &ue) {
+		return ue.Error()
+	}
+	return "invalid"
 }

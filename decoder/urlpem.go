@@ -1,5 +1,7 @@
 package decoder
 
+import "bytes"
+
 // Family U: URL-encoded PEM.
 //
 //   - U1, '+' '/' '=' escaped: nginx $ssl_client_escaped_cert
@@ -17,29 +19,39 @@ package decoder
 // chain, an Envoy Chain) work too. When the decoded text has no armor it is
 // read as base64 DER (Traefik <= 2.9.3 escaped the bare base64 pieces).
 
-// percentDecode decodes the %XX escapes of b in place and notes in r whether
-// a literal '+', '/' or '=' was seen (the ALB form).
+// percentDecode decodes the %XX escapes of b in place and, for the
+// certificate header (where it tells aws_alb from nginx), notes in r
+// whether a literal '+', '/' or '=' was seen (the ALB form).
 func (r *run) percentDecode(b []byte) ([]byte, error) {
+	track := r.where == "" && !r.literal
 	w := 0
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		switch c {
-		case '%':
-			if i+2 >= len(b) {
-				return nil, r.errf("percent-encoding at offset %d: truncated escape", i)
-			}
-			h, ok1 := unhex(b[i+1])
-			l, ok2 := unhex(b[i+2])
-			if !ok1 || !ok2 {
-				return nil, r.errf("percent-encoding at offset %d: invalid escape", i)
-			}
-			c = h<<4 | l
-			i += 2
-		case '+', '/', '=':
-			r.literal = true
+	for i := 0; i < len(b); {
+		k := bytes.IndexByte(b[i:], '%')
+		if k < 0 {
+			k = len(b) - i
 		}
-		b[w] = c
+		if k > 0 {
+			run := b[i : i+k]
+			if track && bytes.ContainsAny(run, "+/=") {
+				r.literal, track = true, false
+			}
+			w += copy(b[w:], run)
+			i += k
+			if i == len(b) {
+				break
+			}
+		}
+		if i+2 >= len(b) {
+			return nil, r.errf("percent-encoding at offset %d: truncated escape", i)
+		}
+		h, ok1 := unhex(b[i+1])
+		l, ok2 := unhex(b[i+2])
+		if !ok1 || !ok2 {
+			return nil, r.errf("percent-encoding at offset %d: invalid escape", i)
+		}
+		b[w] = h<<4 | l
 		w++
+		i += 3
 	}
 	return b[:w], nil
 }

@@ -1,11 +1,7 @@
 package decoder
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -14,14 +10,19 @@ import (
 // proxy hop; an element is a ";"-separated list of key=value pairs. Keys are
 // case-insensitive; By, URI and DNS may repeat. Values containing "," ";"
 // or "=" should be double-quoted, with '"' and '\' escaped by a backslash;
-// Envoy always quotes Cert, Chain and Subject, but never By or URI (an Envoy
-// TODO), so an unquoted By or URI value runs on across ";" and "," until
-// what follows looks like the next known key ("Hash=", "By=", ...).
+// Envoy always quotes Cert, Chain and Subject, but never By, URI or DNS (an
+// Envoy TODO), so an unquoted By or URI value runs on across ";" and ","
+// until what follows looks like the next known key ("Hash=", "By=", ...).
 //
-// The decoder takes the element chosen by Options.XFCCElement (default: the
-// last, written by the proxy nearest to us), checks its By against
-// Options.XFCCBy when set, and decodes its Chain (which includes the leaf)
-// or else its Cert. It never looks for "the first Cert= anywhere".
+// That last point is why a certificate's SANs can forge elements: a DNS or
+// URI SAN holding ",By=<proxy>;Cert=<someone else's certificate>" reads as
+// an element of its own. xfccdecode.go refuses every header in which an
+// element that carries a certificate says something about it that the
+// certificate does not (see checkXFCCConsistent).
+//
+// This file is the grammar: a lexer that reads one pair at a time, which
+// lets the decoder count and locate elements without building them, and
+// ParseXFCC, which builds every element.
 
 // XFCCElement is one element of an x-forwarded-client-cert value: what one
 // proxy said about the client it saw. Quotes and backslash escapes are
@@ -42,16 +43,35 @@ type XFCCElement struct {
 	DNS []string
 }
 
-var xfccKeys = [...]string{"by", "hash", "cert", "chain", "subject", "uri", "dns"}
+// xfccKey identifies a known key; the values are bits of a keyMask.
+type xfccKey uint8
 
-func isXFCCKey(k string) bool {
+const (
+	keyBy xfccKey = 1 << iota
+	keyHash
+	keyCert
+	keyChain
+	keySubject
+	keyURI
+	keyDNS
+)
+
+var xfccKeys = [...]struct {
+	name string
+	key  xfccKey
+}{{"by", keyBy}, {"hash", keyHash}, {"cert", keyCert}, {"chain", keyChain}, {"subject", keySubject}, {"uri", keyURI}, {"dns", keyDNS}}
+
+// lookupXFCCKey returns the known key named k (any case), or 0.
+func lookupXFCCKey(k string) xfccKey {
 	for _, x := range xfccKeys {
-		if strings.EqualFold(k, x) {
-			return true
+		if strings.EqualFold(k, x.name) {
+			return x.key
 		}
 	}
-	return false
+	return 0
 }
+
+func isXFCCKey(k string) bool { return lookupXFCCKey(k) != 0 }
 
 func isTokenChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
@@ -77,197 +97,245 @@ func xfccErr(format string, args ...any) error {
 	return &Error{Kind: KindMalformed, Msg: "x-forwarded-client-cert: " + fmt.Sprintf(format, args...)}
 }
 
-// ParseXFCC parses an x-forwarded-client-cert value (several field lines
-// joined with ","). It returns every element, first (farthest hop) to last
-// (nearest hop). Errors are *Error of KindMalformed; their messages give
-// element numbers and offsets, never the content.
-func ParseXFCC(s string) ([]XFCCElement, error) {
-	els := make([]XFCCElement, 0, 2)
-	var cur XFCCElement
-	pair := 0
-	i := 0
-	for {
+// xfccLexer reads an XFCC value one key=value pair at a time. Started at
+// the offset where an element begins (with el set to its number), it
+// reads exactly what a lexer started at 0 reads from there.
+type xfccLexer struct {
+	s    string
+	i    int
+	el   int // 1-based element of the next pair
+	pair int // pairs read so far in element el
+	done bool
+	// raw: leave quoted values escaped (no allocation); for counting.
+	raw bool
+}
+
+// xfccPair is one pair read by the lexer.
+type xfccPair struct {
+	key  string
+	val  string // unescaped, unless the lexer is raw
+	el   int    // its element
+	pair int    // its 1-based number within the element
+}
+
+// next reads the next pair; ok is false at the end of the value. After a
+// pair that ends its element, l.el has moved on and l.i is where the next
+// element starts.
+func (l *xfccLexer) next() (p xfccPair, ok bool, err error) {
+	if l.done {
+		return p, false, nil
+	}
+	s, i := l.s, l.i
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	if i == len(s) || (l.pair == 0 && s[i] == ',') {
+		if l.pair == 0 {
+			return p, false, xfccErr("element %d is empty (offset %d)", l.el, i)
+		}
+		l.done = true
+		return p, false, nil
+	}
+	k0 := i
+	for i < len(s) && isTokenChar(s[i]) {
+		i++
+	}
+	key := s[k0:i]
+	if key == "" || i == len(s) || s[i] != '=' {
+		return p, false, xfccErr("element %d, pair %d: expected key=value at offset %d", l.el, l.pair+1, k0)
+	}
+	i++
+	var val string
+	if i < len(s) && s[i] == '"' {
+		end, escaped, ok := quotedEnd(s, i)
+		if !ok {
+			return p, false, xfccErr("element %d, pair %d: unterminated quoted value starting at offset %d", l.el, l.pair+1, i)
+		}
+		val = s[i+1 : end]
+		if escaped && !l.raw {
+			val = unescapeQuoted(val)
+		}
+		i = end + 1
 		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
 			i++
 		}
-		el := len(els) + 1
-		if i == len(s) || (pair == 0 && s[i] == ',') {
-			if pair == 0 {
-				return nil, xfccErr("element %d is empty (offset %d)", el, i)
+		if i < len(s) && s[i] != ';' && s[i] != ',' {
+			return p, false, xfccErr("element %d, pair %d: unexpected character after the quoted value at offset %d", l.el, l.pair+1, i)
+		}
+	} else {
+		odd := strings.EqualFold(key, "by") || strings.EqualFold(key, "uri")
+		j := i
+		for ; j < len(s); j++ {
+			if c := s[j]; (c == ';' || c == ',') && (!odd || keyAhead(s, j+1)) {
+				break
 			}
-			return append(els, cur), nil
 		}
-		k0 := i
-		for i < len(s) && isTokenChar(s[i]) {
-			i++
-		}
-		key := s[k0:i]
-		if key == "" || i == len(s) || s[i] != '=' {
-			return nil, xfccErr("element %d, pair %d: expected key=value at offset %d", el, pair+1, k0)
-		}
+		val, i = strings.TrimRight(s[i:j], " \t"), j
+	}
+	l.pair++
+	p = xfccPair{key: key, val: val, el: l.el, pair: l.pair}
+	switch {
+	case i == len(s):
+		l.done = true
+	case s[i] == ',':
+		l.el++
+		l.pair = 0
 		i++
-		var val string
-		if i < len(s) && s[i] == '"' {
-			v, next, ok := readQuoted(s, i)
-			if !ok {
-				return nil, xfccErr("element %d, pair %d: unterminated quoted value starting at offset %d", el, pair+1, i)
-			}
-			val, i = v, next
-			for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
-				i++
-			}
-			if i < len(s) && s[i] != ';' && s[i] != ',' {
-				return nil, xfccErr("element %d, pair %d: unexpected character after the quoted value at offset %d", el, pair+1, i)
-			}
-		} else {
-			odd := strings.EqualFold(key, "by") || strings.EqualFold(key, "uri")
-			j := i
-			for ; j < len(s); j++ {
-				if c := s[j]; (c == ';' || c == ',') && (!odd || keyAhead(s, j+1)) {
-					break
-				}
-			}
-			val, i = strings.TrimRight(s[i:j], " \t"), j
-		}
-		if err := cur.set(key, val, el, pair+1); err != nil {
-			return nil, err
-		}
-		pair++
-		if i == len(s) {
-			return append(els, cur), nil
-		}
-		if s[i] == ',' {
-			els = append(els, cur)
-			cur, pair = XFCCElement{}, 0
-		}
+	default: // ';'
 		i++
 	}
+	l.i = i
+	return p, true, nil
 }
 
-// readQuoted reads the quoted string starting at s[i] == '"'. It returns
-// the unescaped value and the offset after the closing quote.
-func readQuoted(s string, i int) (string, int, bool) {
-	j := i + 1
-	for ; j < len(s); j++ {
+// quotedEnd finds the quote closing the quoted string that starts at
+// s[i] == '"'; escaped reports a backslash inside.
+func quotedEnd(s string, i int) (end int, escaped, ok bool) {
+	// Fast path: no backslash before the next quote (Cert and Chain never
+	// have one).
+	if k := strings.IndexByte(s[i+1:], '"'); k >= 0 && strings.IndexByte(s[i+1:i+1+k], '\\') < 0 {
+		return i + 1 + k, false, true
+	}
+	for j := i + 1; j < len(s); j++ {
 		switch s[j] {
 		case '"':
-			return s[i+1 : j], j + 1, true
+			return j, escaped, true
 		case '\\':
-			goto escaped
-		}
-	}
-	return "", 0, false
-escaped:
-	var b strings.Builder
-	b.WriteString(s[i+1 : j])
-	for ; j < len(s); j++ {
-		switch c := s[j]; c {
-		case '"':
-			return b.String(), j + 1, true
-		case '\\':
-			if j+1 == len(s) {
-				return "", 0, false
-			}
+			escaped = true
 			j++
-			b.WriteByte(s[j])
-		default:
-			b.WriteByte(c)
 		}
 	}
-	return "", 0, false
+	return 0, false, false
 }
 
-func (e *XFCCElement) set(key, val string, el, pair int) error {
-	single := func(dst *string, name string) error {
-		if *dst != "" {
-			return xfccErr("element %d, pair %d: key %s repeated", el, pair, name)
+// unescapeQuoted removes the backslash of every backslash escape.
+func unescapeQuoted(v string) string {
+	var b strings.Builder
+	b.Grow(len(v))
+	for j := 0; j < len(v); j++ {
+		if v[j] == '\\' && j+1 < len(v) {
+			j++
 		}
-		*dst = val
+		b.WriteByte(v[j])
+	}
+	return b.String()
+}
+
+// keyMask records which known keys an element has (a key with an empty
+// value, such as Subject="" or URI=, counts as present).
+type keyMask = xfccKey
+
+// set records one pair in e.
+func (e *XFCCElement) set(p xfccPair, mask *keyMask) error {
+	k := lookupXFCCKey(p.key)
+	single := func(dst *string, name string) error {
+		if *mask&k != 0 {
+			return xfccErr("element %d, pair %d: key %s repeated", p.el, p.pair, name)
+		}
+		*dst = p.val
 		return nil
 	}
-	switch {
-	case strings.EqualFold(key, "by"):
-		e.By = append(e.By, val)
-	case strings.EqualFold(key, "hash"):
-		return single(&e.Hash, "Hash")
-	case strings.EqualFold(key, "cert"):
-		return single(&e.Cert, "Cert")
-	case strings.EqualFold(key, "chain"):
-		return single(&e.Chain, "Chain")
-	case strings.EqualFold(key, "subject"):
-		return single(&e.Subject, "Subject")
-	case strings.EqualFold(key, "uri"):
-		e.URI = append(e.URI, val)
-	case strings.EqualFold(key, "dns"):
-		e.DNS = append(e.DNS, val)
+	var err error
+	switch k {
+	case keyBy:
+		e.By = append(e.By, p.val)
+	case keyHash:
+		err = single(&e.Hash, "Hash")
+	case keyCert:
+		err = single(&e.Cert, "Cert")
+	case keyChain:
+		err = single(&e.Chain, "Chain")
+	case keySubject:
+		err = single(&e.Subject, "Subject")
+	case keyURI:
+		e.URI = append(e.URI, p.val)
+	case keyDNS:
+		e.DNS = append(e.DNS, p.val)
 	}
 	// Unknown keys are ignored.
-	return nil
-}
-
-// decodeXFCC decodes the selected element of an XFCC value into r.
-func (d *Decoder) decodeXFCC(r *run, s string) error {
-	els, err := ParseXFCC(s)
-	if err != nil {
-		return err
-	}
-	n := len(els)
-	i := d.opts.XFCCElement
-	if i < 0 {
-		i += n
-	} else {
-		i--
-	}
-	if i < 0 || i >= n {
-		return xfccErr("the value has %d element(s); xfcc_element %d selects none", n, d.opts.XFCCElement)
-	}
-	el := &els[i]
-	where := fmt.Sprintf("x-forwarded-client-cert element %d of %d: ", i+1, n)
-	if by := d.opts.XFCCBy; by != "" && !slices.Contains(el.By, by) {
-		return &Error{Kind: KindUntrustedHop, Msg: where + fmt.Sprintf("not written by the proxy named in xfcc_by (it has %d By value(s), none equal)", len(el.By))}
-	}
-	r.fam = famXFCC
-	switch {
-	case el.Chain != "":
-		r.where = where + "Chain: "
-		if err := r.decodeXFCCField(el.Chain); err != nil {
-			return err
-		}
-		if el.Cert != "" {
-			c := getRun(r.max)
-			c.where = where + "Cert: "
-			err := c.decodeXFCCField(el.Cert)
-			same := err == nil && bytes.Equal(c.ders[0], r.ders[0])
-			putRun(c)
-			if err != nil {
-				return err
-			}
-			if !same {
-				return xfccErr("element %d of %d: Cert is not the first certificate of Chain", i+1, n)
-			}
-		}
-	case el.Cert != "":
-		r.where = where + "Cert: "
-		if err := r.decodeXFCCField(el.Cert); err != nil {
-			return err
-		}
-	default:
-		return &Error{Kind: KindMalformed, Msg: where + "no Cert or Chain key: the proxy forwarded the client's identity but not its certificate (Envoy: set_current_client_cert_details with cert: true or chain: true)"}
-	}
-	if h := el.Hash; len(h) == 64 {
-		var want [32]byte
-		if _, err := hex.Decode(want[:], []byte(h)); err == nil && sha256.Sum256(r.ders[0]) != want {
-			return &Error{Kind: KindMalformed, Msg: where + "Hash does not match the certificate"}
-		}
-	}
-	r.where = ""
-	return nil
-}
-
-func (r *run) decodeXFCCField(v string) error {
-	err := r.decodePayload(trimOWS(v), famPayload)
-	if err == ErrAbsent || (err == nil && len(r.ders) == 0) {
-		return r.errf("holds no certificate")
-	}
+	*mask |= k
 	return err
+}
+
+// ParseXFCC parses an x-forwarded-client-cert value (several field lines
+// joined with ","). It returns every element, first (farthest hop) to last
+// (nearest hop). Errors are *Error of KindMalformed; their messages give
+// element numbers and offsets, never the content. The decoder does not
+// use it: it builds only the elements it needs (xfccdecode.go).
+func ParseXFCC(s string) ([]XFCCElement, error) {
+	els := make([]XFCCElement, 0, 2)
+	l := xfccLexer{s: s, el: 1}
+	var cur XFCCElement
+	var mask keyMask
+	for {
+		p, ok, err := l.next()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return append(els, cur), nil
+		}
+		if err := cur.set(p, &mask); err != nil {
+			return nil, err
+		}
+		if l.el != p.el {
+			els = append(els, cur)
+			cur, mask = XFCCElement{}, 0
+		}
+	}
+}
+
+// xfccSpan locates one element without building it.
+type xfccSpan struct {
+	start int  // offset of its first pair
+	cert  bool // it has a non-empty Cert or Chain
+}
+
+// xfccSpans counts and locates the elements of s, building none, and
+// fails with KindTooLarge as soon as there are more than max (the cost of
+// a header of thousands of tiny elements stays that of max+1 of them).
+func xfccSpans(s string, max int, spans []xfccSpan) ([]xfccSpan, error) {
+	l := xfccLexer{s: s, el: 1, raw: true}
+	spans = append(spans, xfccSpan{})
+	for {
+		p, ok, err := l.next()
+		if err != nil {
+			return spans, err
+		}
+		if !ok {
+			return spans, nil
+		}
+		if k := lookupXFCCKey(p.key); (k == keyCert || k == keyChain) && p.val != "" {
+			spans[len(spans)-1].cert = true
+		}
+		if l.el != p.el {
+			if len(spans) == max {
+				return spans, &Error{Kind: KindTooLarge, Msg: fmt.Sprintf("x-forwarded-client-cert: more than %d elements (max_xfcc_elements)", max)}
+			}
+			spans = append(spans, xfccSpan{start: l.i})
+		}
+	}
+}
+
+// buildXFCCElement builds element el (1-based), which starts at offset
+// start of s, and reports which known keys it has.
+func buildXFCCElement(s string, start, el int) (XFCCElement, keyMask, error) {
+	l := xfccLexer{s: s, i: start, el: el}
+	var e XFCCElement
+	var mask keyMask
+	for {
+		p, ok, err := l.next()
+		if err != nil {
+			return e, 0, err
+		}
+		if !ok {
+			return e, mask, nil
+		}
+		if err := e.set(p, &mask); err != nil {
+			return e, 0, err
+		}
+		if l.el != el {
+			return e, mask, nil
+		}
+	}
 }

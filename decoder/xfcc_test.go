@@ -154,7 +154,7 @@ func TestDecodeXFCC(t *testing.T) {
 			values: []string{`Cert="` + envoyPercentEncode(other.PEM()) + `";Chain="` + envoyPercentEncode(leaf.ChainPEM()) + `"`},
 			kind:   KindMalformed, message: "Cert is not the first certificate of Chain"},
 		{name: "hash mismatch", values: []string{"Hash=" + other.Fingerprint() + `;Cert="` + envoyPercentEncode(leaf.PEM()) + `"`},
-			kind: KindMalformed, message: "Hash does not match the certificate"},
+			kind: KindMalformed, message: "element 1 is inconsistent: its Hash is not the SHA-256 of its certificate"},
 		{name: "upper-case hash", values: []string{"Hash=" + strings.ToUpper(leaf.Fingerprint()) + `;Cert="` + envoyPercentEncode(leaf.PEM()) + `"`},
 			want: []*testpki.Cert{leaf}},
 		{name: "broken cert", values: []string{`By=x;Cert="-----BEGIN%20CERTIFICATE-----%0AM!!%0A-----END%20CERTIFICATE-----"`},

@@ -1,6 +1,7 @@
 // Package integration runs the real Caddy binary built from this checkout
 // (scripts/build.sh -> bin/caddy) behind real TLS-terminating proxies
-// (nginx, HAProxy) and talks to it with the real curl.
+// (nginx, HAProxy), talks to it with the real curl, and has a real
+// Prometheus scrape its metrics.
 //
 // The tests carry the build tag "integration", so that a plain
 // `go test ./...` on a fresh clone (no bin/caddy, no nginx) runs the unit

@@ -194,8 +194,8 @@ func TestNginxRejected(t *testing.T) {
 	})
 }
 
-// TestAllowList: allow with meta, a CA on the allow list, allow_dir, and
-// an allow list changed by a config reload.
+// TestAllowList: allow with meta, a CA on the allow list (allow_ca),
+// allow_dir, and an allow list changed by a config reload.
 func TestAllowList(t *testing.T) {
 	p := newPKI(t)
 	port := freePort(t)
@@ -233,11 +233,12 @@ func TestAllowList(t *testing.T) {
 	want["alias"] = "alice"
 	expectOK(t, "alice from allow_dir", status, body, want)
 
-	// A CA on the allow list (no trust_pool): anything it issued is allowed.
+	// A CA on the allow list (allow_ca, no trust_pool): anything it issued
+	// is allowed, under the CA entry's alias.
 	c.Reload(mtlsSite(port, "Ssl-Client-Cert",
 		"profile nginx",
 		"trusted_sources 127.0.0.1/32",
-		"allow corp ca.pem",
+		"allow_ca corp ca.pem",
 	))
 	status, body = f.get(t, "bob")
 	want = identity(p.Clients["bob"], "nginx")
@@ -343,12 +344,15 @@ func TestKeepHeader(t *testing.T) {
 // straight to Caddy by a trusted peer.
 func TestBadHeaders(t *testing.T) {
 	p := newPKI(t)
-	dflt, small, short := freePort(t), freePort(t), freePort(t)
+	dflt, small, chained, short := freePort(t), freePort(t), freePort(t), freePort(t)
 	base := []string{"profile nginx", "trust_pool file trust.pem", "trusted_sources 127.0.0.1/32"}
+	// ALB passthrough sends a chain in one header; nginx never does.
+	alb := []string{"profile aws_alb", "header Ssl-Client-Cert", "trust_pool file trust.pem", "trusted_sources 127.0.0.1/32"}
 	startCaddy(t,
 		mtlsSite(dflt, "Ssl-Client-Cert", base...)+
 			mtlsSite(small, "Ssl-Client-Cert", append(base, "max_header_bytes 256")...)+
-			mtlsSite(short, "Ssl-Client-Cert", append(base, "max_chain 1")...),
+			mtlsSite(chained, "Ssl-Client-Cert", alb...)+
+			mtlsSite(short, "Ssl-Client-Cert", append(alb, "max_chain 1")...),
 		p.files(t, "trust.pem"))
 	alice := p.Clients["alice"]
 	good := "Ssl-Client-Cert: " + nginxEscaped(alice)
@@ -363,8 +367,11 @@ func TestBadHeaders(t *testing.T) {
 	expectReject(t, fmt.Sprintf("%d-byte header over max_header_bytes 256", len(nginxEscaped(alice))), status, body, 401, "too_large")
 
 	chain := "Ssl-Client-Cert: " + nginxEscapeString(string(alice.ChainPEM()))
+	status, body = direct(t, chained, "-H", chain)
+	expectOK(t, "leaf + intermediate in one header (control)", status, body, identity(alice, "aws_alb"))
+	// nginx sends exactly one certificate: two are a merged value.
 	status, body = direct(t, dflt, "-H", chain)
-	expectOK(t, "leaf + intermediate in one header (control)", status, body, identity(alice, "nginx"))
+	expectReject(t, "two certificates from nginx", status, body, 401, "malformed")
 	status, body = direct(t, short, "-H", chain)
 	expectReject(t, "two certificates over max_chain 1", status, body, 401, "too_large")
 

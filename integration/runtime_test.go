@@ -221,6 +221,76 @@ func TestAdminAPIWithoutPlugin(t *testing.T) {
 	}
 }
 
+// TestAdminAPIBulkGetPatch: the bulk form (all or nothing), one record,
+// PATCH of tier and meta, uploads refused for their validity, and the
+// warning for an API no route names, through a real Caddy.
+func TestAdminAPIBulkGetPatch(t *testing.T) {
+	p := newPKI(t)
+	apiPort, poolPort := freePort(t), freePort(t)
+	c := startCaddy(t, runtimeSite(apiPort, poolPort), p.files(t, "trust.pem"))
+	for _, n := range []string{"b0", "b1", "b2"} {
+		p.Clients[n] = p.Root.NewLeaf(n)
+	}
+	arr := func(elems ...string) string { return "[" + strings.Join(elems, ",") + "]" }
+	pemOf := func(n string) string { return string(p.Clients[n].PEM()) }
+
+	// One bad element: 400 naming it, and nothing is added.
+	status, body := admin(t, c, "POST", "/mtls_auth/apis/payments/certs",
+		arr(certBody("b0", pemOf("b0"), ""), certBody("b1", pemOf("b1"), ""), certBody("old", pemOf("expired"), "")))
+	if status != 400 || !strings.Contains(body, "element 2") || !strings.Contains(body, "expired on") {
+		t.Fatalf("bulk with an expired element: %d %s", status, body)
+	}
+	if s, _ := p.get(t, apiPort, "b0"); s != 403 {
+		t.Fatalf("b0 allowed after a refused bulk: %d", s)
+	}
+	status, body = admin(t, c, "POST", "/mtls_auth/apis/payments/certs",
+		arr(certBody("b0", pemOf("b0"), ""), certBody("b1", pemOf("b1"), `,"tier":"gold","meta":{"plan":"pro"}`), certBody("b2", pemOf("b2"), "")))
+	if status != 201 || strings.Count(body, `"alias"`) != 3 || strings.Contains(body, "warning") {
+		t.Fatalf("bulk: %d %s", status, body)
+	}
+	for _, n := range []string{"b0", "b1", "b2"} {
+		if s, b := p.get(t, apiPort, n); s != 200 || !strings.HasPrefix(b, "ok alias="+n) {
+			t.Fatalf("%s after bulk: %d %q", n, s, b)
+		}
+	}
+	status, body = admin(t, c, "POST", "/mtls_auth/apis/payments/certs", arr(certBody("b3", pemOf("bob"), ""), certBody("b0", pemOf("alice"), "")))
+	if status != 409 || !strings.Contains(body, "element 1") {
+		t.Fatalf("bulk with a taken alias: %d %s", status, body)
+	}
+
+	// One record, then PATCH it: the next request carries the new tier and meta.
+	status, body = admin(t, c, "GET", "/mtls_auth/apis/payments/certs/b1", "")
+	if status != 200 || !strings.Contains(body, `"tier":"gold"`) || !strings.Contains(body, "BEGIN CERTIFICATE") {
+		t.Fatalf("GET one: %d %s", status, body)
+	}
+	if status, body = admin(t, c, "GET", "/mtls_auth/apis/payments/certs/nobody", ""); status != 404 {
+		t.Fatalf("GET absent: %d %s", status, body)
+	}
+	status, body = admin(t, c, "PATCH", "/mtls_auth/apis/payments/certs/b0", `{"tier":"gold","meta":{"plan":"basic"}}`)
+	if status != 200 || !strings.Contains(body, `"tier":"gold"`) {
+		t.Fatalf("PATCH: %d %s", status, body)
+	}
+	if s, b := p.get(t, apiPort, "b0"); s != 200 || b != "ok alias=b0 tier=gold plan=basic" {
+		t.Fatalf("after PATCH: %d %q", s, b)
+	}
+	for _, bad := range []struct {
+		body, msg string
+	}{{`{"tier":"platinum"}`, "unknown tier"}, {`{"pem":"x"}`, "tier and meta only"}} {
+		if status, body = admin(t, c, "PATCH", "/mtls_auth/apis/payments/certs/b0", bad.body); status != 400 || !strings.Contains(body, bad.msg) {
+			t.Errorf("PATCH %s: %d %s", bad.body, status, body)
+		}
+	}
+
+	// Validity and the API name.
+	if status, body = admin(t, c, "POST", "/mtls_auth/apis/payments/certs", certBody("soon", pemOf("notyet"), "")); status != 400 || !strings.Contains(body, "not valid before") {
+		t.Errorf("not yet valid: %d %s", status, body)
+	}
+	status, body = admin(t, c, "POST", "/mtls_auth/apis/paymnets/certs", certBody("bob", pemOf("bob"), ""))
+	if status != 201 || !strings.Contains(body, `"warning":"no route in the running configuration has `+"`api paymnets`") {
+		t.Errorf("upload to an API no route names: %d %s", status, body)
+	}
+}
+
 // TestCluster: two Caddy processes sharing one storage folder. A
 // certificate added on one is accepted by the other within sync_interval;
 // removed, it is rejected by both; a restart keeps it.
@@ -242,6 +312,15 @@ func TestCluster(t *testing.T) {
 		t.Fatal("B never accepted the certificate added on A")
 	}
 	t.Logf("B accepted the certificate %v after it was added on A (sync_interval 300ms)", time.Since(start).Round(10*time.Millisecond))
+
+	// A PATCH on A reaches B too (same record, same size class: the version
+	// record, not the file's stamp, tells B to look).
+	if status, body := admin(t, a, "PATCH", "/mtls_auth/apis/payments/certs/bob", `{"tier":"gold","meta":{"plan":"pro"}}`); status != 200 {
+		t.Fatalf("PATCH on A: %d %s", status, body)
+	}
+	if !eventually(3*time.Second, func() bool { _, b := p.get(t, bAPI, "bob"); return b == "ok alias=bob tier=gold plan=pro" }) {
+		t.Fatal("B never saw the tier set on A")
+	}
 
 	if status, _ := admin(t, b, "POST", "/mtls_auth/deny", fmt.Sprintf(`{"fingerprint":%q}`, p.Clients["alice"].Fingerprint())); status != 201 {
 		t.Fatal("POST deny on B")

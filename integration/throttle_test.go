@@ -93,6 +93,39 @@ func TestThrottleLocal(t *testing.T) {
 	}
 }
 
+// hammer sends 120 requests for client name from 8 concurrent clients, half
+// on each port, 15 each, and counts the answers: 200, 429 and anything else
+// (a transport error included). With a shared budget below 120, exactly the
+// budget must pass however they interleave.
+func hammer(t *testing.T, p *pki, name string, aPort, bPort int) (ok, throttled, other int64) {
+	t.Helper()
+	var okN, throttledN, otherN atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		port := aPort
+		if w%2 == 1 {
+			port = bPort
+		}
+		wg.Go(func() {
+			for i := 0; i < 15; i++ {
+				resp, err := p.getResp(t, port, name)
+				switch {
+				case err != nil:
+					otherN.Add(1)
+				case resp.StatusCode == 200:
+					okN.Add(1)
+				case resp.StatusCode == 429:
+					throttledN.Add(1)
+				default:
+					otherN.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return okN.Load(), throttledN.Load(), otherN.Load()
+}
+
 // redisServer is a real redis-server on a free loopback port.
 type redisServer struct {
 	port int
@@ -121,36 +154,9 @@ func TestThrottleRedisSharedExactLimit(t *testing.T) {
 	startCaddy(t, throttleSite(aPort, limit, url, "allow"), p.files(t, "trust.pem"))
 	startCaddy(t, throttleSite(bPort, limit, url, "allow"), p.files(t, "trust.pem"))
 
-	// 8 clients, half on each instance, 15 requests each: 120 requests for a
-	// budget of 40. Exactly 40 may pass, however they interleave.
-	var ok, throttled, other atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		port := aPort
-		if w%2 == 1 {
-			port = bPort
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 15; i++ {
-				resp, err := p.getResp(t, port, "bob")
-				switch {
-				case err != nil:
-					other.Add(1)
-				case resp.StatusCode == 200:
-					ok.Add(1)
-				case resp.StatusCode == 429:
-					throttled.Add(1)
-				default:
-					other.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	t.Logf("two instances, one redis: %d allowed, %d throttled, %d other", ok.Load(), throttled.Load(), other.Load())
-	if ok.Load() != limit || throttled.Load() != 120-limit || other.Load() != 0 {
+	ok, throttled, other := hammer(t, p, "bob", aPort, bPort)
+	t.Logf("two instances, one redis: %d allowed, %d throttled, %d other", ok, throttled, other)
+	if ok != limit || throttled != 120-limit || other != 0 {
 		t.Fatalf("want exactly %d allowed and %d throttled across both instances", limit, 120-limit)
 	}
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mtlsauth/caddy-mtls-auth/decoder"
 	"github.com/mtlsauth/caddy-mtls-auth/internal/testpki"
 	"github.com/mtlsauth/caddy-mtls-auth/pathverify"
 )
@@ -65,7 +66,7 @@ func TestDenyReachesUnsentCertificates(t *testing.T) {
 	p := newPKI(t)
 	poolPort, caPort := freePort(t), freePort(t)
 	cfg := chainSite(poolPort, "trust_pool file trust.pem") + // root + intermediate
-		chainSite(caPort, "allow inter-ca intermediate.pem") // the intermediate is a CA: a CA entry
+		chainSite(caPort, "allow_ca inter-ca intermediate.pem")
 	c := startCaddy(t, cfg, p.files(t, "trust.pem", "intermediate.pem"))
 	alice := p.Clients["alice"] // issued by the intermediate
 
@@ -163,7 +164,7 @@ func TestChainCostLimits(t *testing.T) {
 	}
 
 	// A key over the limit, leaf or chain: malformed.
-	huge := p.Root.NewLeaf("huge", testpki.PublicKey(testpki.MadeUpRSAKey(pathverify.MaxRSABits+8)))
+	huge := p.Root.NewLeaf("huge", testpki.PublicKey(testpki.MadeUpRSAKey(decoder.MaxRSABits+8)))
 	s, b := send(t, port, huge)
 	expectReject(t, "leaf key over the limit", s, b, 401, "malformed")
 	hugeInter := p.Root.Forge(p.Intermediate.Cert.Subject.CommonName, testpki.PublicKey(testpki.MadeUpRSAKey(15360)))
@@ -171,7 +172,7 @@ func TestChainCostLimits(t *testing.T) {
 	expectReject(t, "a 15360-bit forged intermediate", s, b, 401, "malformed")
 
 	// The worst chain within the limits: refused, untrusted.
-	worst := testpki.ForgedChain(p.Intermediate, limits.MaxFailedChecks(), limits.MaxChain-2-limits.MaxFailedChecks(), testpki.PublicKey(testpki.MadeUpRSAKey(pathverify.MaxRSABits)))
+	worst := testpki.ForgedChain(p.Intermediate, limits.MaxFailedChecks(), limits.MaxChain-2-limits.MaxFailedChecks(), testpki.PublicKey(testpki.MadeUpRSAKey(decoder.MaxRSABits)))
 	s, b = send(t, port, worst[0], worst[1:]...)
 	expectReject(t, "the worst chain within the limits", s, b, 401, "untrusted")
 

@@ -189,3 +189,25 @@ func (r *Request) isDenied(chain []*x509.Certificate) *x509.Certificate {
 	}
 	return nil
 }
+
+// LeafSigner returns a presented certificate whose key verifies the
+// leaf's signature, or nil. Nothing vouches for that key (it serves where
+// the leaf itself is pinned, to check the leaf's revocation): it is the
+// client's choice, so each check comes out of the request's budget as one
+// that may fail, and none is made over its limits.
+func (r *Request) LeafSigner() *x509.Certificate {
+	for _, c := range r.cands {
+		if !bytes.Equal(c.cert.RawSubject, r.leaf.RawIssuer) {
+			continue
+		}
+		if r.reserve(1) != nil {
+			return nil
+		}
+		r.performed++
+		if r.leaf.CheckSignatureFrom(c.cert) == nil {
+			return c.cert
+		}
+		r.fail()
+	}
+	return nil
+}

@@ -51,6 +51,8 @@ type Anchors struct {
 	// signature checks finding a certificate's issuer among them costs.
 	// nil when the pool does not list them (a platform's system pool).
 	subjects map[string]int
+	// size is the number of anchors the pool lists.
+	size int
 	// edges remembers signature facts (see trusted.go).
 	edges *lru.Cache[edgeKey, bool]
 	// issuers remembers verified issuers of leaves for the fast path; nil
@@ -72,6 +74,7 @@ func NewAnchors(pool *x509.CertPool, remember bool) *Anchors {
 	a := &Anchors{pool: pool, edges: edges, upward: upward}
 	//lint:ignore SA1019 the pools here are built with AddCert (Caddy's CA pool modules, allow lists), which Subjects lists; an empty list is taken as unknown
 	if subjects := pool.Subjects(); len(subjects) > 0 {
+		a.size = len(subjects)
 		a.subjects = make(map[string]int, len(subjects))
 		for _, s := range subjects {
 			a.subjects[string(s)]++
@@ -85,6 +88,10 @@ func NewAnchors(pool *x509.CertPool, remember bool) *Anchors {
 
 // Pool is the anchors' pool.
 func (a *Anchors) Pool() *x509.CertPool { return a.pool }
+
+// Len is the number of anchors the pool lists (0 for a platform's system
+// pool, which lists none).
+func (a *Anchors) Len() int { return a.size }
 
 // Verify verifies the request's leaf for client authentication at its
 // time, to the anchors, through the presented intermediates that the

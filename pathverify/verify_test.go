@@ -362,29 +362,6 @@ func TestNotAfter(t *testing.T) {
 	assert.Equal(t, now.Add(2*time.Hour).UTC(), NotAfter([]*x509.Certificate{leaf.Cert}).UTC())
 }
 
-func TestCheckKeys(t *testing.T) {
-	root := testpki.NewRoot("Root")
-	ok := []*x509.Certificate{root.NewLeaf("ecdsa").Cert, root.NewLeaf("rsa", testpki.Key(testpki.RSA2048)).Cert, root.Cert}
-	assert.NoError(t, CheckKeys(ok))
-
-	huge := root.NewLeaf("huge", testpki.PublicKey(testpki.MadeUpRSAKey(MaxRSABits+1)))
-	err := CheckKeys([]*x509.Certificate{huge.Cert})
-	var ke *KeyError
-	require.ErrorAs(t, err, &ke)
-	assert.Equal(t, 0, ke.Index)
-	assert.Equal(t, "the leaf certificate: RSA key of 8193 bits, over the limit of 8192 bits", err.Error())
-
-	hugeInter := root.Forge("Inter", testpki.PublicKey(testpki.MadeUpRSAKey(15360)))
-	err = CheckKeys([]*x509.Certificate{ok[0], hugeInter.Cert})
-	assert.EqualError(t, err, "chain certificate 2: RSA key of 15360 bits, over the limit of 8192 bits")
-
-	small := root.NewLeaf("small", testpki.PublicKey(testpki.MadeUpRSAKey(1000)))
-	assert.EqualError(t, CheckKeys([]*x509.Certificate{small.Cert}), "the leaf certificate: RSA key of 1000 bits, under the minimum of 1024 bits")
-
-	atLimit := root.NewLeaf("at limit", testpki.PublicKey(testpki.MadeUpRSAKey(MaxRSABits)))
-	assert.NoError(t, CheckKeys([]*x509.Certificate{atLimit.Cert}))
-}
-
 // Whether a request fits its limits never depends on what other requests
 // left behind: the same request is refused by a warm Anchors (its real
 // intermediate remembered, the fast path ready) as by a fresh one.

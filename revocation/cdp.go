@@ -50,7 +50,7 @@ func (k *cdpCache) answer(ctx context.Context, c *Checker, url string, cert, iss
 	case r := <-ch:
 		e = r.Val.(*cdpEntry)
 	case <-ctx.Done():
-		return answer{status: Unknown, err: fmt.Errorf("crl %s: %w", url, ctx.Err())}, true
+		return answer{status: Unknown, err: fmt.Errorf("crl %s: %w: %w", url, ErrCRLUnavailable, ctx.Err())}, true
 	}
 	return e.use(c, cert, issuer, now), true
 }
@@ -86,6 +86,9 @@ func (k *cdpCache) fetch(c *Checker, url string, issuer *x509.Certificate) *cdpE
 	defer cancel()
 	now := c.now()
 	data, err := c.get(ctx, url, c.cfg.MaxCRLBytes)
+	if err != nil && !errors.Is(err, ErrTooLarge) {
+		err = fmt.Errorf("%w: %w", ErrCRLUnavailable, err)
+	}
 	var l *crl
 	if err == nil {
 		l, err = parseCRL(data, url, now)

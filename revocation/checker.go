@@ -139,6 +139,15 @@ type Config struct {
 	// err) a CRL reloaded. source is the file or URL. It is called from
 	// the refresh loop and from Check, concurrently. May be nil.
 	Logger func(msg, source string, err error)
+	// OnReload is called after Refresh put a reloaded configured CRL in
+	// use (not at New), from the goroutine that called Refresh. A caller
+	// that caches results resting on configured CRLs drops them then, so a
+	// replaced CRL takes effect at the next refresh rather than when
+	// ValidUntil passes. May be nil.
+	OnReload func()
+	// Observer is told each method's answer for each checked certificate
+	// (for metrics). May be nil.
+	Observer Observer
 }
 
 // Result is the revocation status of a chain.
@@ -262,7 +271,9 @@ func New(cfg Config) (*Checker, error) {
 
 	var errs []error
 	for _, s := range c.sources {
-		if _, err := s.refresh(c.baseCtx, c, true); err != nil {
+		_, err := s.refresh(c.baseCtx, c, true)
+		s.note(c.now(), err)
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -383,6 +394,7 @@ func (c *Checker) Refresh(ctx context.Context) error {
 	)
 	for _, s := range c.sources {
 		ch, err := s.refresh(ctx, c, false)
+		s.note(c.now(), err)
 		changed = changed || ch
 		if err != nil {
 			errs = append(errs, err)
@@ -390,6 +402,9 @@ func (c *Checker) Refresh(ctx context.Context) error {
 	}
 	if changed {
 		c.rebuildIndex()
+		if c.cfg.OnReload != nil {
+			c.cfg.OnReload()
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -538,7 +553,15 @@ func (t *tally) addErr(err error) { t.errs = append(t.errs, err) }
 // checkCert checks one certificate against every source. With network
 // false it answers only from memory and reports ok=false if some source
 // would need the network.
-func (c *Checker) checkCert(ctx context.Context, cert, issuer *x509.Certificate, now time.Time, network bool) (certResult, bool) {
+func (c *Checker) checkCert(ctx context.Context, cert, issuer *x509.Certificate, now time.Time, network bool) (res certResult, ok bool) {
+	obs := newSeen()
+	if c.cfg.Observer != nil {
+		defer func() {
+			if ok {
+				obs.report(c.cfg.Observer)
+			}
+		}()
+	}
 	if string(cert.RawIssuer) != string(issuer.RawSubject) {
 		return certResult{status: Unknown, err: fmt.Errorf("certificate serial %x from %q: %w",
 			cert.SerialNumber, issuerName(cert), ErrChainOrder)}, true
@@ -553,6 +576,7 @@ func (c *Checker) checkCert(ctx context.Context, cert, issuer *x509.Certificate,
 				continue
 			}
 			covered = true
+			obs.add(MethodCRL, a.status)
 			switch a.status {
 			case Revoked:
 				return a.certResult(), true
@@ -578,6 +602,7 @@ func (c *Checker) checkCert(ctx context.Context, cert, issuer *x509.Certificate,
 			if !ok {
 				return certResult{}, false
 			}
+			obs.add(MethodCRL, a.status)
 			if a.status == Revoked {
 				return a.certResult(), true
 			}
@@ -605,6 +630,7 @@ func (c *Checker) checkCert(ctx context.Context, cert, issuer *x509.Certificate,
 			if !ok {
 				return certResult{}, false
 			}
+			obs.add(MethodOCSP, a.status)
 			switch a.status {
 			case Revoked:
 				return a.certResult(), true

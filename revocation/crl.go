@@ -177,6 +177,8 @@ func (l *crl) verify(c *Checker, issuer *x509.Certificate) error {
 	var err error
 	if l.rawIssuer != string(issuer.RawSubject) {
 		err = errors.New("CRL issuer name differs from the issuer's subject")
+	} else if issuer.KeyUsage != 0 && issuer.KeyUsage&x509.KeyUsageCRLSign == 0 {
+		err = ErrNoCRLSign // CheckSignatureFrom would say only "constraint violation"
 	} else if e := l.list.CheckSignatureFrom(issuer); e != nil {
 		err = fmt.Errorf("%w: %v", ErrBadSignature, e)
 	}

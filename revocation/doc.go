@@ -13,7 +13,10 @@
 //     CRL is about to pass, or has passed, its nextUpdate. A replacement that
 //     cannot be read, does not parse, is not signed by the issuer the previous
 //     one was verified against, or (for a URL) is older than the one in use is
-//     refused: the last good CRL stays in use and the event is logged.
+//     refused: the last good CRL stays in use and the event is logged (once:
+//     a failure that repeats word for word, such as a file still missing or
+//     a server still down, is not logged again). Config.OnReload tells a
+//     caller that caches results when a reloaded CRL is put in use.
 //   - With Config.CRLFromCertificate, the http/https CRL distribution points
 //     named in each certificate are fetched on first use, cached (a bounded
 //     LRU) until their nextUpdate, and re-fetched on the first use after it.
@@ -64,7 +67,9 @@
 // certificate: no CRL or responder covers it, the CRL is stale (past its
 // nextUpdate and no newer one could be loaded), a signature did not verify,
 // the responder answered "unknown", failed, or did not answer within the
-// timeout. Result.Err says why. What to do with Unknown is the caller's
+// timeout; a CRL whose issuer has a key usage without cRLSign is not used.
+// Result.Err says why (with sentinels for errors.Is), and [Explain] says it in
+// words fit for a client-facing message. What to do with Unknown is the caller's
 // decision: reject (hard fail, the safe default) or allow and log (soft fail).
 //
 // # ValidUntil
@@ -75,4 +80,13 @@
 // next refresh, since a CRL may be replaced before its nextUpdate. A caller
 // that caches results must not reuse one past ValidUntil. It is zero for
 // Unknown results, which must not be cached.
+//
+// # Observing
+//
+// Config.Observer, when set, is told each method's answer (CRL or OCSP,
+// good, revoked or unknown) for every certificate Check answers about, once
+// per certificate, so that a caller can count checks without this package
+// depending on a metrics library. [Checker.CRLs] reports each configured
+// CRL's thisUpdate and nextUpdate and the outcome of its last refresh, and
+// [Checker.OCSPCacheLen] the OCSP answers held, for a status page.
 package revocation

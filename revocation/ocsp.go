@@ -72,7 +72,7 @@ func (k *ocspCache) answer(ctx context.Context, c *Checker, url string, cert, is
 	case r := <-ch:
 		return r.Val.(*ocspEntry).answer, true
 	case <-ctx.Done():
-		return answer{status: Unknown, err: fmt.Errorf("ocsp %s: %w", url, ctx.Err())}, true
+		return answer{status: Unknown, err: fmt.Errorf("ocsp %s: %w: %w", url, ErrResponderDown, ctx.Err())}, true
 	}
 }
 
@@ -100,6 +100,9 @@ func (c *Checker) queryOCSP(url string, cert, issuer *x509.Certificate) *ocspEnt
 	req.Header.Set("Accept", "application/ocsp-response")
 	body, err := c.do(req, maxOCSPResponseBytes)
 	if err != nil {
+		if !errors.Is(err, ErrTooLarge) {
+			err = fmt.Errorf("%w: %w", ErrResponderDown, err)
+		}
 		return fail(err)
 	}
 	resp, err := verifyOCSP(body, cert, issuer, now)

@@ -24,6 +24,9 @@ type crlSource struct {
 	fetchedAt time.Time // URL: last attempt
 	failed    bool      // URL: the last attempt failed
 	stale     bool      // staleness has been logged
+	lastErr   string    // the failure logged last; "" after a success or a change
+	// last is the outcome of the last refresh, read by CRLs at any time.
+	last atomic.Pointer[refreshNote]
 }
 
 // refresh loads the CRL if it changed (always when initial). It reports
@@ -53,6 +56,9 @@ func (s *crlSource) refresh(ctx context.Context, c *Checker, initial bool) (bool
 		if err != nil {
 			return false, s.fail(c, old, now, err)
 		}
+		// The file is there: a later disappearance is news again, and a
+		// version that failed to load is not read again until it changes.
+		s.lastErr = ""
 		if !initial && st.ModTime().Equal(s.modTime) && st.Size() == s.size {
 			s.checkStale(c, old, now)
 			return false, nil
@@ -71,7 +77,7 @@ func (s *crlSource) refresh(ctx context.Context, c *Checker, initial bool) (bool
 	}
 	if old != nil {
 		if bytes.Equal(l.list.Raw, old.list.Raw) {
-			s.failed = false
+			s.failed, s.lastErr = false, ""
 			s.checkStale(c, old, now)
 			return false, nil
 		}
@@ -83,7 +89,7 @@ func (s *crlSource) refresh(ctx context.Context, c *Checker, initial bool) (bool
 		}
 	}
 	s.cur.Store(l)
-	s.failed, s.stale = false, false
+	s.failed, s.stale, s.lastErr = false, false, ""
 	if !initial {
 		c.log("CRL reloaded", s.name, nil)
 	}
@@ -105,14 +111,20 @@ func (s *crlSource) due(old *crl, now time.Time, horizon time.Duration) bool {
 	}
 }
 
-// fail records and logs a failed reload; the current CRL stays in use.
+// fail records and logs a failed reload; the current CRL stays in use. A
+// failure that repeats the one logged last word for word (a file still
+// missing, a server still down) is returned but not logged again, so a
+// refresh every few seconds does not repeat it on every tick.
 func (s *crlSource) fail(c *Checker, old *crl, now time.Time, err error) error {
 	err = fmt.Errorf("CRL %s: %w", s.name, err)
 	s.failed = true
 	if old == nil {
 		return err
 	}
-	c.log("CRL could not be reloaded; keeping the last good one", s.name, err)
+	if msg := err.Error(); msg != s.lastErr {
+		s.lastErr = msg
+		c.log("CRL could not be reloaded; keeping the last good one", s.name, err)
+	}
 	s.checkStale(c, old, now)
 	return err
 }

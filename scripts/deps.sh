@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need and is missing: nginx, HAProxy, redis-server,
-# curl, openssl and wrk from Debian packages, xcaddy and staticcheck with
+# redis-cli (a Redis Cluster is created with it), curl, openssl, wrk, strace (for
+# bench/runtime_load.sh) and prometheus from Debian packages, xcaddy and staticcheck with
 # `go install`. Idempotent: with everything present it only checks, and it
 # runs `apt-get update` at most once, and only when a package is missing.
 set -euo pipefail
@@ -17,9 +18,12 @@ declare -A PKG=(
 	[nginx]=nginx
 	[haproxy]=haproxy
 	[redis-server]=redis-server
+	[redis-cli]=redis-tools
 	[curl]=curl
 	[openssl]=openssl
 	[wrk]=wrk
+	[strace]=strace
+	[prometheus]=prometheus
 )
 
 have() {
@@ -28,7 +32,7 @@ have() {
 }
 
 missing=()
-for cmd in nginx haproxy redis-server curl openssl wrk; do
+for cmd in nginx haproxy redis-server redis-cli curl openssl wrk strace prometheus; do
 	have "$cmd" || missing+=("${PKG[$cmd]}")
 done
 if ((${#missing[@]})); then
@@ -39,7 +43,7 @@ if ((${#missing[@]})); then
 	# their own instances on free loopback ports, so those services are not
 	# needed (and are harmless).
 	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		nginx haproxy redis-server curl openssl wrk >/dev/null
+		nginx haproxy redis-server redis-tools curl openssl wrk strace prometheus >/dev/null
 fi
 
 command -v go >/dev/null || die "go not found (need Go 1.26 in PATH or /usr/local/go/bin)"
@@ -55,4 +59,4 @@ if ! command -v staticcheck >/dev/null; then
 	log "installing staticcheck"
 	go install honnef.co/go/tools/cmd/staticcheck@latest
 fi
-log "dependencies present: nginx haproxy redis-server curl openssl wrk xcaddy staticcheck"
+log "dependencies present: nginx haproxy redis-server redis-cli curl openssl wrk strace prometheus xcaddy staticcheck"

@@ -18,6 +18,9 @@ set -uo pipefail
 cd "$REPO_ROOT"
 
 FUZZTIME="${FUZZTIME:-10s}"
+# Tests that need redis-server skip without it under a plain `go test`;
+# here (and so in CI) a missing one is a failure.
+export MTLS_REQUIRE_REDIS=1
 LOG_DIR="${LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/mtls-test.XXXXXX")}"
 mkdir -p "$LOG_DIR"
 START=$SECONDS

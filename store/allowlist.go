@@ -8,9 +8,13 @@ package store
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/mtlsauth/caddy-mtls-auth/pathverify"
@@ -25,12 +29,19 @@ func FingerprintOf(cert *x509.Certificate) Fingerprint { return sha256.Sum256(ce
 // String is the lowercase hex form used in placeholders, logs and the API.
 func (f Fingerprint) String() string { return hex.EncodeToString(f[:]) }
 
-// Entry is one allowed certificate: a leaf pinned as itself, or a CA whose
-// issued certificates are allowed under its alias.
+// Entry is one allowed certificate: pinned exactly (by fingerprint), or a
+// CA whose issued certificates are allowed under its alias. Which one is
+// said explicitly by CA, never read from the certificate's extensions: a
+// self-signed client certificate often carries CA:TRUE (openssl req -x509
+// sets it), and pinning it must not let its key holder mint new identities.
 type Entry struct {
 	Alias       string
 	Cert        *x509.Certificate
 	Fingerprint Fingerprint
+	// CA makes the entry admit every certificate its certificate issued
+	// (allow_ca, or a runtime record with "ca": true). Set it through
+	// NewEntry, which checks that the certificate can be a CA.
+	CA bool
 	// Tier names the throttling tier bound to this certificate, if any.
 	Tier string
 	// Meta is free-form data handed on as {http.mtls.meta.<key>}.
@@ -42,65 +53,217 @@ type Entry struct {
 }
 
 // IsCA reports whether the entry admits the certificates it issued.
-func (e *Entry) IsCA() bool { return e.Cert.BasicConstraintsValid && e.Cert.IsCA }
+func (e *Entry) IsCA() bool { return e.CA }
+
+// NewEntry makes an entry of cert under alias: pinned exactly, or, with ca,
+// a CA entry, which cert must be able to be (see CheckCA). source says
+// where it came from, for messages.
+func NewEntry(alias string, cert *x509.Certificate, ca bool, source string) (*Entry, error) {
+	if ca {
+		if err := CheckCA(cert); err != nil {
+			return nil, err
+		}
+	}
+	return &Entry{Alias: alias, Cert: cert, Fingerprint: FingerprintOf(cert), CA: ca, Source: source}, nil
+}
+
+// ErrNotCA is wrapped by the errors of CheckCA.
+var ErrNotCA = errors.New("not a CA")
+
+// CheckCA reports why cert cannot anchor a CA entry: it must say CA:TRUE
+// in its basic constraints and, when it has a key usage extension, allow
+// keyCertSign. (Go's path validation does not look at an issuer's key
+// usage, so this is checked here, once, when the entry is made.)
+func CheckCA(cert *x509.Certificate) error {
+	if !cert.BasicConstraintsValid || !cert.IsCA {
+		return fmt.Errorf("%w: its basic constraints do not say CA:TRUE", ErrNotCA)
+	}
+	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return fmt.Errorf("%w: its key usage does not include keyCertSign", ErrNotCA)
+	}
+	return nil
+}
 
 // AllowList indexes entries by fingerprint and alias, and keeps the CA
-// entries as trust anchors to build chains to. It is immutable and safe
-// for concurrent use.
+// entries as a pool to build chains to. It is immutable and safe for
+// concurrent use. A runtime list changes by deriving a new list (with,
+// without) that shares almost all of its index with the old one, so taking
+// or dropping one certificate costs O(log n), not a rebuild.
 type AllowList struct {
-	entries       []*Entry
-	byFingerprint map[Fingerprint]*Entry
-	byAlias       map[string]*Entry
-	// cas are the CA entries as anchors, with what was learnt about
-	// presented certificates against them; nil when no entry is a CA.
-	// A new list (any change) starts them afresh.
+	byFingerprint pmap[Fingerprint, *Entry]
+	byAlias       pmap[string, *Entry]
+	caEntries     []*Entry // the CA entries, in the order added
+	// cas are the CA entries as trust anchors, with what was learnt about
+	// presented certificates against them; nil when no entry is a CA. A
+	// list whose CA entries change starts them afresh.
 	cas *pathverify.Anchors
+
+	// entries is the listing order: as given to NewAllowList, or by alias
+	// for a derived list, where it is built on first use.
+	entries     []*Entry
+	entriesOnce sync.Once
+}
+
+// fingerprintHash places a fingerprint in the index: it is already a
+// SHA-256, so its first bytes are as good a hash as any.
+func fingerprintHash(fp Fingerprint) uint64 { return binary.LittleEndian.Uint64(fp[:8]) }
+
+// aliasSeed keys the alias hash; random per process.
+var aliasSeed = maphash.MakeSeed()
+
+func aliasHash(s string) uint64 { return maphash.String(aliasSeed, s) }
+
+func emptyAllowList() *AllowList {
+	return &AllowList{
+		byFingerprint: newPmap[Fingerprint, *Entry](fingerprintHash),
+		byAlias:       newPmap[string, *Entry](aliasHash),
+	}
 }
 
 // NewAllowList indexes entries. Aliases must be unique and a certificate may
 // be listed once.
 func NewAllowList(entries []*Entry) (*AllowList, error) {
-	l := &AllowList{
-		entries:       entries,
-		byFingerprint: make(map[Fingerprint]*Entry, len(entries)),
-		byAlias:       make(map[string]*Entry, len(entries)),
-	}
-	var cas *x509.CertPool
+	l := emptyAllowList()
 	for _, e := range entries {
 		if e.Alias == "" {
 			return nil, fmt.Errorf("certificate from %s has no alias", e.Source)
 		}
-		if prev, dup := l.byAlias[e.Alias]; dup {
+		if prev := l.Alias(e.Alias); prev != nil {
 			return nil, fmt.Errorf("alias '%s' is used twice (%s and %s)", e.Alias, prev.Source, e.Source)
 		}
 		e.Fingerprint = FingerprintOf(e.Cert)
-		if prev, dup := l.byFingerprint[e.Fingerprint]; dup {
+		if prev := l.Lookup(e.Fingerprint); prev != nil {
 			return nil, fmt.Errorf("certificate of alias '%s' (%s) is already allowed as '%s'", e.Alias, e.Source, prev.Alias)
 		}
-		l.byAlias[e.Alias] = e
-		l.byFingerprint[e.Fingerprint] = e
+		l.byAlias = l.byAlias.set(e.Alias, e)
+		l.byFingerprint = l.byFingerprint.set(e.Fingerprint, e)
 		if e.IsCA() {
-			if cas == nil {
-				cas = x509.NewCertPool()
-			}
-			cas.AddCert(e.Cert)
+			l.caEntries = append(l.caEntries, e)
 		}
 	}
-	if cas != nil {
-		// No fast path: Match chooses among all verified chains.
-		l.cas = pathverify.NewAnchors(cas, false)
-	}
+	l.cas = caPool(l.caEntries)
+	l.entries = entries
 	return l, nil
 }
 
-// Len is the number of entries.
-func (l *AllowList) Len() int { return len(l.entries) }
+// caPool makes the CA entries' certificates trust anchors; nil for none.
+// No fast path: Match chooses among all verified chains.
+func caPool(cas []*Entry) *pathverify.Anchors {
+	if len(cas) == 0 {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	for _, e := range cas {
+		pool.AddCert(e.Cert)
+	}
+	return pathverify.NewAnchors(pool, false)
+}
 
-// Entries returns the entries in the order they were given.
-func (l *AllowList) Entries() []*Entry { return l.entries }
+// with returns l (which may be nil) plus e, replacing the entry of the same
+// alias. e.Fingerprint must be set. If e's certificate is listed under
+// another alias, the list is returned unchanged with ok false: a
+// certificate has one alias per list. Costs O(log n), plus O(number of CA
+// entries) when a CA comes or goes.
+func (l *AllowList) with(e *Entry) (_ *AllowList, ok bool) {
+	if l == nil {
+		l = emptyAllowList()
+	}
+	if prev := l.Lookup(e.Fingerprint); prev != nil && prev.Alias != e.Alias {
+		return l, false
+	}
+	n := emptyAllowList()
+	if base := l.without(e.Alias); base != nil {
+		// A new list: base may be l itself, which must not change.
+		n.byFingerprint, n.byAlias, n.caEntries, n.cas = base.byFingerprint, base.byAlias, base.caEntries, base.cas
+	}
+	n.byAlias = n.byAlias.set(e.Alias, e)
+	n.byFingerprint = n.byFingerprint.set(e.Fingerprint, e)
+	if e.IsCA() {
+		n.caEntries = append(n.caEntries[:len(n.caEntries):len(n.caEntries)], e)
+		n.cas = caPool(n.caEntries)
+	}
+	return n, true
+}
 
-// Lookup finds an entry by the fingerprint of its certificate.
-func (l *AllowList) Lookup(fp Fingerprint) *Entry { return l.byFingerprint[fp] }
+// without returns l less the entry of alias: l itself when there is none,
+// nil when that leaves it empty. Costs as with does.
+func (l *AllowList) without(alias string) *AllowList {
+	if l == nil {
+		return nil
+	}
+	e := l.Alias(alias)
+	if e == nil {
+		return l
+	}
+	if l.Len() == 1 {
+		return nil
+	}
+	n := &AllowList{
+		byFingerprint: l.byFingerprint,
+		byAlias:       l.byAlias.del(alias),
+		caEntries:     l.caEntries,
+		cas:           l.cas,
+	}
+	if held, _ := n.byFingerprint.get(e.Fingerprint); held == e {
+		n.byFingerprint = n.byFingerprint.del(e.Fingerprint)
+	}
+	if e.IsCA() {
+		n.caEntries = make([]*Entry, 0, len(l.caEntries))
+		for _, c := range l.caEntries {
+			if c != e {
+				n.caEntries = append(n.caEntries, c)
+			}
+		}
+		n.cas = caPool(n.caEntries)
+	}
+	return n
+}
+
+// Len is the number of entries; 0 for a nil list.
+func (l *AllowList) Len() int {
+	if l == nil {
+		return 0
+	}
+	return l.byAlias.Len()
+}
+
+// Entries returns the entries: in the order given for a list built by
+// NewAllowList, by alias for a runtime list. The first call on a runtime
+// list sorts it (O(n log n)); the result is shared, do not modify it.
+func (l *AllowList) Entries() []*Entry {
+	l.entriesOnce.Do(func() {
+		if l.entries != nil {
+			return
+		}
+		out := make([]*Entry, 0, l.Len())
+		l.byAlias.each(func(_ string, e *Entry) bool {
+			out = append(out, e)
+			return true
+		})
+		sort.Slice(out, func(i, j int) bool { return out[i].Alias < out[j].Alias })
+		l.entries = out
+	})
+	return l.entries
+}
+
+// Lookup finds an entry by the fingerprint of its certificate; nil for a
+// nil list.
+func (l *AllowList) Lookup(fp Fingerprint) *Entry {
+	if l == nil {
+		return nil
+	}
+	e, _ := l.byFingerprint.get(fp)
+	return e
+}
+
+// Alias finds an entry by its alias; nil for a nil list.
+func (l *AllowList) Alias(alias string) *Entry {
+	if l == nil {
+		return nil
+	}
+	e, _ := l.byAlias.get(alias)
+	return e
+}
 
 // Match returns the entry that admits the request's leaf (whose
 // fingerprint is fp), and the chain the admission rests on: the leaf alone
@@ -109,17 +272,21 @@ func (l *AllowList) Lookup(fp Fingerprint) *Entry { return l.byFingerprint[fp] }
 // issuer). A leaf pinned as itself wins over a CA that issued it. A CA
 // entry admits a leaf when a chain from the leaf, through the presented
 // intermediates, verifies to that CA at the request's time for client
-// authentication (at the request's bounded cost, see pathverify); the
+// authentication, at the request's bounded cost (see pathverify); the
 // signatures are checked, so a certificate that merely names the CA as its
 // issuer is not admitted. Of several CA entries, the one closest to the
-// leaf wins. A chain holding a certificate the request denies (the CA
-// entry's own included) admits nothing; when every chain that would admit
-// the leaf holds one, the error is a *pathverify.DeniedError.
-// pathverify.ErrTooManyChecks is returned when the request's budget runs
-// out. Otherwise a leaf no entry admits gives nil and no error.
+// leaf wins. A pinned certificate admits nothing but itself, whatever its
+// extensions.
+//
+// A chain holding a certificate the request denies (the CA entry's own
+// included, and the CA entries above it) admits nothing; when every chain
+// that would admit the leaf holds one, the error is a
+// *pathverify.DeniedError. pathverify.ErrTooManyChecks is returned when
+// the request's budget runs out. A leaf no entry admits is nil and no
+// error.
 func (l *AllowList) Match(r *pathverify.Request, fp Fingerprint) (*Entry, []*x509.Certificate, error) {
 	leaf := r.Leaf()
-	if e := l.byFingerprint[fp]; e != nil {
+	if e := l.Lookup(fp); e != nil {
 		return e, []*x509.Certificate{leaf}, nil
 	}
 	if l.cas == nil {
@@ -139,7 +306,7 @@ func (l *AllowList) Match(r *pathverify.Request, fp Fingerprint) (*Entry, []*x50
 	bestDepth := -1
 	for _, chain := range chains {
 		for depth, c := range chain[1:] {
-			if e := l.byFingerprint[FingerprintOf(c)]; e != nil && e.IsCA() {
+			if e := l.Lookup(FingerprintOf(c)); e != nil && e.IsCA() {
 				if best == nil || depth < bestDepth {
 					best, bestDepth, bestChain = e, depth, chain[:depth+2]
 				}

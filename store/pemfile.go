@@ -62,21 +62,40 @@ func ReadCertificates(path string) ([]*x509.Certificate, error) {
 }
 
 // ReadEntry reads a file that must hold exactly one certificate and makes
-// it an entry under alias. One certificate per alias keeps a bundle from
-// silently allowing every CA inside it.
-func ReadEntry(alias, path string) (*Entry, error) {
-	certs, err := ReadCertificates(path)
+// it an entry under alias: pinned exactly, or with ca a CA entry (see
+// NewEntry). A file that cannot be read is reported as the *fs.PathError
+// os.ReadFile gives.
+func ReadEntry(alias, path string, ca bool) (*Entry, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseEntry(alias, data, path, ca)
+}
+
+// ParseEntry makes an entry under alias of data (PEM or DER), which must
+// hold exactly one certificate: pinned exactly, or with ca a CA entry (see
+// NewEntry). name says where data came from, in messages and as the
+// entry's Source. One certificate per alias keeps a bundle from silently
+// allowing every CA inside it. A certificate that cannot be a CA entry
+// wraps ErrNotCA.
+func ParseEntry(alias string, data []byte, name string, ca bool) (*Entry, error) {
+	certs, err := ParseCertificates(data, name)
 	if err != nil {
 		return nil, err
 	}
 	if len(certs) != 1 {
-		return nil, fmt.Errorf("%s holds %d certificates; give one certificate per alias (use trust_pool for CA bundles)", path, len(certs))
+		return nil, fmt.Errorf("%s holds %d certificates; give one certificate per alias (use trust_pool for CA bundles)", name, len(certs))
 	}
-	return &Entry{Alias: alias, Cert: certs[0], Source: path}, nil
+	e, err := NewEntry(alias, certs[0], ca, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return e, nil
 }
 
-// ReadDir makes an entry of every certificate file in dir, named by the
-// file name without its extension. Files with other extensions are ignored;
+// ReadDir makes a pinned entry of every certificate file in dir, named by
+// the file name without its extension. Files with other extensions are ignored;
 // a certificate file that fails to load fails the whole directory.
 func ReadDir(dir string) ([]*Entry, error) {
 	des, err := os.ReadDir(dir)
@@ -90,7 +109,7 @@ func ReadDir(dir string) ([]*Entry, error) {
 			continue
 		}
 		alias := strings.TrimSuffix(de.Name(), filepath.Ext(de.Name()))
-		e, err := ReadEntry(alias, filepath.Join(dir, de.Name()))
+		e, err := ReadEntry(alias, filepath.Join(dir, de.Name()), false)
 		if err != nil {
 			return nil, err
 		}

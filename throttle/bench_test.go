@@ -3,13 +3,15 @@ package throttle
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // stepClock advances by step on every reading, so a hot key keeps expiring
-// old requests and stays in the allowed steady state.
+// old buckets and stays in the allowed steady state.
 type stepClock struct {
 	base time.Time
 	ns   atomic.Int64
@@ -33,9 +35,10 @@ func benchKeys(n int) []string {
 func BenchmarkLocalAllow(b *testing.B) {
 	ctx := context.Background()
 	b.Run("hot key allowed", func(b *testing.B) {
-		// 1000 per second, one request per simulated millisecond: every
-		// call expires one timestamp and records one.
-		l := NewLocal(LocalOptions{Now: newStepClock(time.Millisecond).Now})
+		// 1000 per second, one request per two simulated milliseconds: every
+		// call counts in the newest bucket or opens one, expiring the oldest
+		// (32 buckets of 31.25ms).
+		l := NewLocal(LocalOptions{Now: newStepClock(2 * time.Millisecond).Now})
 		tier := Tier{Requests: 1000, Window: time.Second}
 		key := benchKeys(1)[0]
 		for range 2000 {
@@ -145,9 +148,13 @@ func BenchmarkRedisAllow(b *testing.B) {
 	}
 	defer r.Close()
 	ctx := context.Background()
+	raw := rawClient(b, srv)
 	run := func(b *testing.B, tier Tier, parallel bool) {
 		key := benchKeys(1)[0] + b.Name()
 		b.ReportAllocs()
+		if err := raw.ConfigResetStat(ctx).Err(); err != nil {
+			b.Fatal(err)
+		}
 		b.ResetTimer()
 		if !parallel {
 			for b.Loop() {
@@ -155,22 +162,43 @@ func BenchmarkRedisAllow(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			return
+		} else {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := r.Allow(ctx, key, tier); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		}
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if _, err := r.Allow(ctx, key, tier); err != nil {
-					b.Error(err)
-					return
+		b.StopTimer()
+		// What the script costs Redis itself, free of client noise.
+		stats, err := raw.Info(ctx, "commandstats").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for line := range strings.Lines(stats) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:"); ok {
+				for _, f := range strings.Split(v, ",") {
+					if us, ok := strings.CutPrefix(f, "usec_per_call="); ok {
+						if x, err := strconv.ParseFloat(us, 64); err == nil {
+							b.ReportMetric(x, "server-us/op")
+						}
+					}
 				}
 			}
-		})
+		}
 	}
-	// A large limit over a short window: allowed, the sorted set holds the
-	// last 100ms of requests.
+	// A large limit over a short window: allowed, all 33 buckets in use.
 	allowed := Tier{Requests: 1_000_000, Window: 100 * time.Millisecond}
 	refusedTier := Tier{Requests: 100, Window: time.Hour}
 	b.Run("hot key allowed", func(b *testing.B) { run(b, allowed, false) })
+	// A large tier over a long window: allowed, few buckets (the sliding
+	// log stored every one of these requests).
+	b.Run("hot key allowed, 1000000 per 1h", func(b *testing.B) {
+		run(b, Tier{Requests: 1_000_000, Window: time.Hour}, false)
+	})
 	b.Run("hot key refused", func(b *testing.B) { run(b, refusedTier, false) })
 	b.Run("parallel allowed", func(b *testing.B) { run(b, allowed, true) })
 }

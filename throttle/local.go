@@ -17,9 +17,9 @@ const DefaultMaxKeys = 1_000_000
 const (
 	// numShards is the number of independently locked parts of a Local.
 	numShards = 64
-	// initialSlots is the ring size of a new key (capped by Tier.Requests);
-	// it doubles as needed up to Tier.Requests.
-	initialSlots = 4
+	// initialSlots is the ring size of a new key (capped by its capacity);
+	// it doubles as needed up to the capacity.
+	initialSlots = 2
 	// evictSample is how many keys of a shard eviction looks at.
 	evictSample = 16
 	// shrinkMinPeak is the map size from which Sweep rebuilds a shard's map
@@ -42,12 +42,12 @@ type LocalOptions struct {
 	MaxKeys int
 }
 
-// Local is an in-memory Limiter with an exact sliding window per key (see the
-// package documentation). It is safe for concurrent use and meant to be long
-// lived: one Local can be shared by successive configurations, for example
-// stored in a caddy.UsagePool (it implements Destruct for that), so counters
-// survive config reloads. Its state is per process: several Caddy instances
-// each count separately; use Redis to share limits.
+// Local is an in-memory Limiter with a bucketed sliding window per key (see
+// the package documentation). It is safe for concurrent use and meant to be
+// long lived: one Local can be shared by successive configurations, for
+// example stored in a caddy.UsagePool (it implements Destruct for that), so
+// counters survive config reloads. Its state is per process: several Caddy
+// instances each count separately; use Redis to share limits.
 //
 // When MaxKeys keys are tracked and a new key arrives, Local evicts one key
 // rather than refusing to track the new one: an idle key if one is found,
@@ -56,7 +56,8 @@ type LocalOptions struct {
 // ever refused for lack of room, and memory never grows past the cap.
 type Local struct {
 	now     func() time.Time
-	base    time.Time // timestamps are nanoseconds since base
+	base    time.Time // the clock's first reading
+	epoch   int64     // base in nanoseconds since the Unix epoch
 	seed    maphash.Seed
 	maxKeys int64
 
@@ -78,15 +79,23 @@ type shard struct {
 	_    [40]byte
 }
 
-// entry is the sliding window of one key: the timestamps of the requests
-// allowed in the window, oldest first, in ring[head], ring[head+1], ... (mod
-// len(ring)), n of them. len(ring) <= requests.
+// entry is the window of one key: its buckets, oldest first, in ring[head],
+// ring[head+1], ... (mod len(ring)), n of them, holding total requests;
+// len(ring) <= capacity(requests).
 type entry struct {
-	ring     []int64
+	ring     []bucket
 	head     int
 	n        int
+	total    int
 	requests int
 	window   time.Duration
+}
+
+// bucket is requests allowed within one grid cell: n of them, the newest at
+// t (see Local.nanos).
+type bucket struct {
+	t int64
+	n int
 }
 
 // NewLocal returns a Local configured by opts and, when opts.SweepInterval is
@@ -98,9 +107,11 @@ func NewLocal(opts LocalOptions) *Local {
 	if opts.MaxKeys <= 0 {
 		opts.MaxKeys = DefaultMaxKeys
 	}
+	base := opts.Now()
 	l := &Local{
 		now:     opts.Now,
-		base:    opts.Now(),
+		base:    base,
+		epoch:   base.UnixNano(),
 		seed:    maphash.MakeSeed(),
 		maxKeys: int64(opts.MaxKeys),
 	}
@@ -120,13 +131,14 @@ func NewLocal(opts LocalOptions) *Local {
 // ErrInvalidTier. An unlimited tier is allowed without tracking the key.
 //
 // When tier's Requests or Window differ from those of the key's previous
-// call (the key moved to another tier, or the tier was reconfigured), the key
-// keeps its newest min(recorded, Requests) timestamps and judges them by the
-// new Window. This is exactly the sliding window of the new tier over the
-// requests allowed so far, so changing tiers never grants a free burst.
+// call (the key moved to another tier, or the tier was reconfigured), the
+// key's buckets are judged by the new Window and Requests; when the new tier
+// keeps fewer buckets, the oldest merge into their successors. Changing
+// tiers never grants a free burst.
 //
 // For a key already tracked, Allow takes one shard lock and does not
-// allocate, unless the key's ring buffer has to grow.
+// allocate, unless the key's ring of buckets has to grow (at most
+// Buckets+1 of them).
 func (l *Local) Allow(_ context.Context, key string, tier Tier) (Decision, error) {
 	if tier.Requests <= 0 || tier.Window <= 0 {
 		if tier.Requests == 0 {
@@ -142,7 +154,7 @@ func (l *Local) Allow(_ context.Context, key string, tier Tier) (Decision, error
 		s.mu.Unlock()
 		return l.allowNew(i, key, tier), nil
 	}
-	d := e.allow(l.sinceBase(l.now()), tier)
+	d := e.allow(l.nanos(l.now()), tier)
 	s.mu.Unlock()
 	return d, nil
 }
@@ -159,11 +171,11 @@ func (l *Local) allowNew(i int, key string, tier Tier) Decision {
 		l.keys.Add(-1)
 	} else {
 		e = &entry{requests: tier.Requests, window: tier.Window}
-		e.ring = make([]int64, min(tier.Requests, initialSlots))
+		e.ring = make([]bucket, min(capacity(tier.Requests), initialSlots))
 		s.m[strings.Clone(key)] = e
 		s.peak = max(s.peak, len(s.m))
 	}
-	return e.allow(l.sinceBase(l.now()), tier)
+	return e.allow(l.nanos(l.now()), tier)
 }
 
 // reserve takes one of the MaxKeys slots, evicting keys until one is free.
@@ -188,7 +200,7 @@ func (l *Local) reserve(start int) {
 // sampled key whose newest request is the oldest (approximate LRU). It
 // reports whether it removed a key.
 func (l *Local) evictOne(start int) bool {
-	now := l.sinceBase(l.now())
+	now := l.nanos(l.now())
 	var (
 		lru       *entry
 		lruKey    string
@@ -238,7 +250,7 @@ func (l *Local) evicted() {
 // now, and returns how many it removed. Forgetting such a key changes no later
 // decision. It locks one shard at a time.
 func (l *Local) Sweep(now time.Time) int {
-	t := l.sinceBase(now)
+	t := l.nanos(now)
 	removed := 0
 	for i := range l.shards {
 		s := &l.shards[i]
@@ -308,65 +320,106 @@ func (l *Local) shardIndex(key string) int {
 	return int(maphash.String(l.seed, key) % numShards)
 }
 
-// sinceBase converts a time from the clock into the nanoseconds stored in
-// rings (monotonic when both readings have one).
-func (l *Local) sinceBase(t time.Time) int64 { return int64(t.Sub(l.base)) }
+// nanos converts a time from the clock into the nanoseconds since the Unix
+// epoch stored in buckets, measured from base (on the monotonic clock when
+// both readings have one), so that a wall clock step does not move them.
+// The bucket grid is aligned on the epoch, as it is on Redis' clock.
+func (l *Local) nanos(t time.Time) int64 { return l.epoch + int64(t.Sub(l.base)) }
 
-// allow applies the sliding window at time now (nanoseconds since base).
+// allow applies the bucketed sliding window (see the package documentation)
+// at time now (see Local.nanos).
 func (e *entry) allow(now int64, tier Tier) Decision {
-	if e.requests != tier.Requests || e.window != tier.Window {
-		e.retune(tier)
-	}
+	retuned := e.requests != tier.Requests || e.window != tier.Window
+	e.requests, e.window = tier.Requests, tier.Window
 	if e.n > 0 {
-		// Keep the ring chronological even if the clock steps back.
+		// Keep the buckets chronological even if the clock steps back.
 		now = max(now, e.newest())
 	}
 	w := int64(e.window)
 	cutoff := now - w
-	for e.n > 0 && e.ring[e.head] <= cutoff {
+	for e.n > 0 && e.ring[e.head].t <= cutoff {
+		e.total -= e.ring[e.head].n
 		if e.head++; e.head == len(e.ring) {
 			e.head = 0
 		}
 		e.n--
 	}
 	if e.n == 0 {
-		e.head = 0
+		e.head, e.total = 0, 0
 	}
-	if e.n < e.requests {
-		if e.n == len(e.ring) {
-			e.resize(min(2*len(e.ring), e.requests), e.n)
-		}
-		e.ring[e.index(e.n)] = now
-		e.n++
+	if retuned {
+		e.fit()
+	}
+	if e.total < e.requests {
+		e.record(now)
 		return Decision{
 			Allowed:   true,
 			Limit:     e.requests,
-			Remaining: e.requests - e.n,
-			Reset:     time.Duration(e.ring[e.head] + w - now),
+			Remaining: e.requests - e.total,
+			Reset:     time.Duration(e.ring[e.head].t + w - now),
 		}
 	}
-	wait := time.Duration(e.ring[e.head] + w - now)
+	// Room comes back when enough of the oldest buckets have left for the
+	// rest to hold fewer than requests.
+	left, j := e.total, 0
+	for ; j < e.n-1; j++ {
+		if left -= e.ring[e.index(j)].n; left < e.requests {
+			break
+		}
+	}
+	wait := time.Duration(e.ring[e.index(j)].t + w - now)
 	return Decision{Limit: e.requests, Reset: wait, RetryAfter: wait}
 }
 
-// retune moves the entry to a new tier, keeping its newest timestamps.
-func (e *entry) retune(tier Tier) {
-	keep := min(e.n, tier.Requests)
-	e.resize(min(tier.Requests, max(keep, initialSlots)), keep)
-	e.requests, e.window = tier.Requests, tier.Window
-}
-
-// resize replaces the ring by one of size slots holding the newest keep
-// timestamps, oldest first from index 0.
-func (e *entry) resize(size, keep int) {
-	ring := make([]int64, size)
-	for j := range keep {
-		ring[j] = e.ring[e.index(e.n-keep+j)]
+// record counts one request at now in the newest bucket when now falls in
+// its grid cell (or when no bucket is free), else in a new bucket.
+func (e *entry) record(now int64) {
+	e.total++
+	if e.n > 0 {
+		last := &e.ring[e.index(e.n-1)]
+		g := grain(e.requests, int64(e.window))
+		if last.t/g == now/g || e.n == capacity(e.requests) {
+			last.t = now
+			last.n++
+			return
+		}
 	}
-	e.ring, e.head, e.n = ring, 0, keep
+	if e.n == len(e.ring) {
+		e.resize(min(2*len(e.ring), capacity(e.requests)))
+	}
+	e.ring[e.index(e.n)] = bucket{t: now, n: 1}
+	e.n++
 }
 
-// index is the ring position of the j-th oldest timestamp.
+// fit shrinks the entry to the capacity of its (new) tier. When it has more
+// buckets, the oldest are merged into their successors: their requests then
+// count as made later, so the key never gains budget by a tier change.
+func (e *entry) fit() {
+	c := capacity(e.requests)
+	for e.n > c {
+		n := e.ring[e.head].n
+		if e.head++; e.head == len(e.ring) {
+			e.head = 0
+		}
+		e.n--
+		e.ring[e.head].n += n
+	}
+	if len(e.ring) > c {
+		e.resize(c)
+	}
+}
+
+// resize replaces the ring by one of size slots (at least e.n) holding the
+// buckets oldest first from index 0.
+func (e *entry) resize(size int) {
+	ring := make([]bucket, size)
+	for j := range e.n {
+		ring[j] = e.ring[e.index(j)]
+	}
+	e.ring, e.head = ring, 0
+}
+
+// index is the ring position of the j-th oldest bucket.
 func (e *entry) index(j int) int {
 	i := e.head + j
 	if i >= len(e.ring) {
@@ -375,12 +428,13 @@ func (e *entry) index(j int) int {
 	return i
 }
 
-// newest is the latest recorded timestamp; only meaningful when n > 0.
+// newest is the time of the latest recorded request; only meaningful when
+// n > 0.
 func (e *entry) newest() int64 {
 	if e.n == 0 {
 		return 0
 	}
-	return e.ring[e.index(e.n-1)]
+	return e.ring[e.index(e.n-1)].t
 }
 
 // idle reports whether every recorded request has left the window at now.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -148,56 +149,142 @@ func TestLocalScenarios(t *testing.T) {
 	}
 }
 
-// TestLocalExactAgainstModel drives random arrival times and checks every
-// decision against the definition: a request at t is allowed iff fewer than
-// Requests allowed requests lie in (t-Window, t].
+// modelRun drives a Local with random arrival times (gaps from 0 to
+// 2*Window/Requests, a third of them 0: bursts) and hands check every
+// decision with the allowed history so far. After a refusal it sometimes
+// jumps to exactly RetryAfter-1ns (still refused, RetryAfter 1ns) and then
+// RetryAfter (allowed): the header is true.
+func modelRun(t *testing.T, tier Tier, steps int, check func(now time.Time, allowed []time.Time, d Decision)) {
+	l, clk := newTestLocal(t, LocalOptions{})
+	rng := rand.New(rand.NewPCG(1, uint64(tier.Requests)))
+	var allowed []time.Time
+	nAllowed, nRefused := 0, 0
+	for range steps {
+		gap := time.Duration(0)
+		if rng.IntN(3) > 0 {
+			gap = time.Duration(rng.Int64N(int64(tier.Window) * 2 / int64(tier.Requests)))
+		}
+		clk.Advance(gap)
+		d := allow(t, l, "k", tier)
+		check(clk.Now(), allowed, d)
+		if d.Allowed {
+			allowed = append(allowed, clk.Now())
+			nAllowed++
+			continue
+		}
+		nRefused++
+		if rng.IntN(4) == 0 {
+			clk.Advance(d.RetryAfter - 1)
+			again := allow(t, l, "k", tier)
+			require.Equal(t, refused(tier.Requests, 1), again, "1ns before RetryAfter")
+			clk.Advance(1)
+			again = allow(t, l, "k", tier)
+			require.True(t, again.Allowed, "at RetryAfter")
+			check(clk.Now(), allowed, again)
+			allowed = append(allowed, clk.Now())
+		}
+	}
+	assert.Positive(t, nAllowed)
+	assert.Positive(t, nRefused)
+}
+
+// inWindow returns how many of allowed (in time order) lie in
+// (now-window, now], and the time the (skip+1)-th oldest of them leaves the
+// window.
+func inWindow(allowed []time.Time, now time.Time, window time.Duration, skip int) (int, time.Time) {
+	first, _ := slices.BinarySearchFunc(allowed, now.Add(-window), func(a, cut time.Time) int {
+		if a.After(cut) {
+			return 1
+		}
+		return -1
+	})
+	n := len(allowed) - first
+	var leaves time.Time
+	if skip < n {
+		leaves = allowed[first+skip].Add(window)
+	}
+	return n, leaves
+}
+
+// TestLocalExactAgainstModel checks tiers of at most Buckets requests against
+// the definition of a sliding window: a request at t is allowed iff fewer
+// than Requests allowed requests lie in (t-Window, t].
 func TestLocalExactAgainstModel(t *testing.T) {
 	t.Parallel()
 	tiers := []Tier{
 		{Requests: 1, Window: 100 * time.Millisecond},
 		{Requests: 5, Window: time.Second},
 		{Requests: 17, Window: 3 * time.Second},
-		{Requests: 100, Window: time.Minute},
+		{Requests: Buckets, Window: time.Minute},
 	}
 	for _, tier := range tiers {
 		t.Run(fmt.Sprintf("%d per %s", tier.Requests, tier.Window), func(t *testing.T) {
 			t.Parallel()
-			l, clk := newTestLocal(t, LocalOptions{})
-			rng := rand.New(rand.NewPCG(1, uint64(tier.Requests)))
-			var allowed []time.Time
-			nAllowed, nRefused := 0, 0
-			for range 5000 {
-				// Gaps from 0 to Window/Requests*2, often exactly 0 (bursts).
-				gap := time.Duration(0)
-				if rng.IntN(3) > 0 {
-					gap = time.Duration(rng.Int64N(int64(tier.Window) * 2 / int64(tier.Requests)))
+			modelRun(t, tier, 5000, func(now time.Time, allowed []time.Time, d Decision) {
+				n, _ := inWindow(allowed, now, tier.Window, 0)
+				if n < tier.Requests {
+					require.True(t, d.Allowed, "at %s with %d in window", now, n)
+					require.Equal(t, tier.Requests-n-1, d.Remaining)
+					return
 				}
-				clk.Advance(gap)
-				now := clk.Now()
-				inWindow := 0
-				var oldest time.Time
-				for _, a := range allowed {
-					if a.After(now.Add(-tier.Window)) {
-						if inWindow == 0 {
-							oldest = a
-						}
-						inWindow++
+				_, leaves := inWindow(allowed, now, tier.Window, n-tier.Requests)
+				require.False(t, d.Allowed, "at %s with %d in window", now, n)
+				require.Equal(t, leaves.Sub(now), d.RetryAfter)
+			})
+		})
+	}
+}
+
+// TestLocalBucketsAgainstModel checks tiers of more than Buckets requests
+// against the bounds the package documents, with g = Window/Buckets: never
+// more than Requests allowed in any Window; always allowed when fewer than
+// Requests were allowed in the last Window+g; RetryAfter at most g later
+// than an exact sliding window's, never earlier.
+func TestLocalBucketsAgainstModel(t *testing.T) {
+	// Not parallel with other top-level tests: CPU-bound, it would only
+	// slow down the ones that measure timeouts.
+	tiers := []Tier{
+		{Requests: Buckets + 1, Window: time.Second},
+		{Requests: 100, Window: time.Minute},
+		{Requests: 50, Window: 7*time.Second + 3},
+		{Requests: 1000, Window: 10 * time.Second},
+	}
+	for _, tier := range tiers {
+		t.Run(fmt.Sprintf("%d per %s", tier.Requests, tier.Window), func(t *testing.T) {
+			t.Parallel()
+			g := time.Duration(grain(tier.Requests, int64(tier.Window)))
+			require.Greater(t, g, time.Duration(1))
+			var lagged int
+			modelRun(t, tier, 20000, func(now time.Time, allowed []time.Time, d Decision) {
+				n, _ := inWindow(allowed, now, tier.Window, 0)
+				wide, _ := inWindow(allowed, now, tier.Window+g, 0)
+				if wide < tier.Requests {
+					require.True(t, d.Allowed, "at %s with %d in window+g", now, wide)
+				}
+				if n >= tier.Requests {
+					require.False(t, d.Allowed, "at %s with %d in window", now, n)
+				}
+				if d.Allowed {
+					require.GreaterOrEqual(t, d.Remaining, tier.Requests-wide-1)
+					require.LessOrEqual(t, d.Remaining, tier.Requests-n-1)
+					require.Positive(t, d.Reset)
+					require.LessOrEqual(t, d.Reset, tier.Window)
+					if n < tier.Requests-1 && d.Remaining < tier.Requests-n-1 {
+						lagged++
 					}
+					return
 				}
-				d := allow(t, l, "k", tier)
-				if inWindow < tier.Requests {
-					require.True(t, d.Allowed, "at %s with %d in window", now, inWindow)
-					require.Equal(t, tier.Requests-inWindow-1, d.Remaining)
-					allowed = append(allowed, now)
-					nAllowed++
+				if n >= tier.Requests {
+					_, leaves := inWindow(allowed, now, tier.Window, n-tier.Requests)
+					require.GreaterOrEqual(t, d.RetryAfter, leaves.Sub(now))
+					require.Less(t, d.RetryAfter, leaves.Sub(now)+g)
 				} else {
-					require.False(t, d.Allowed, "at %s with %d in window", now, inWindow)
-					require.Equal(t, oldest.Add(tier.Window).Sub(now), d.RetryAfter)
-					nRefused++
+					lagged++ // refused although the exact window has room
+					require.Less(t, d.RetryAfter, g)
 				}
-			}
-			assert.Positive(t, nAllowed)
-			assert.Positive(t, nRefused)
+				require.Equal(t, d.RetryAfter, d.Reset)
+			})
+			assert.Positive(t, lagged, "the model exercises the approximation")
 		})
 	}
 }
@@ -438,28 +525,78 @@ func countKeys(l *Local) int {
 	return n
 }
 
-func TestLocalRingGrowsWithUse(t *testing.T) {
+// ringLen is the ring size of key, and how many buckets it uses.
+func ringLen(l *Local, key string) (int, int) {
+	s := &l.shards[l.shardIndex(key)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[key]
+	return len(e.ring), e.n
+}
+
+func TestLocalBucketsBounded(t *testing.T) {
 	t.Parallel()
+	t.Run("large tier: one bucket per grain, at most Buckets+1", func(t *testing.T) {
+		t.Parallel()
+		l, clk := newTestLocal(t, LocalOptions{})
+		tier := Tier{Requests: 100_000, Window: time.Hour}
+		for range 1000 { // 1000 requests within one grain: one bucket
+			clk.Advance(time.Millisecond)
+			require.True(t, allow(t, l, "k", tier).Allowed)
+		}
+		size, used := ringLen(l, "k")
+		assert.Equal(t, initialSlots, size)
+		assert.Equal(t, 1, used)
+		for range 20_000 { // spread over the whole hour and more
+			clk.Advance(200 * time.Millisecond)
+			require.True(t, allow(t, l, "k", tier).Allowed)
+			size, used = ringLen(l, "k")
+			require.LessOrEqual(t, used, Buckets+1)
+			require.LessOrEqual(t, size, Buckets+1)
+		}
+		assert.Equal(t, Buckets+1, size, "grown to the cap")
+	})
+	t.Run("small tier: one bucket per request time, at most Requests", func(t *testing.T) {
+		t.Parallel()
+		l, clk := newTestLocal(t, LocalOptions{})
+		tier := Tier{Requests: 10, Window: time.Minute}
+		for range 100 {
+			clk.Advance(time.Second)
+			allow(t, l, "k", tier)
+			size, used := ringLen(l, "k")
+			require.LessOrEqual(t, used, 10)
+			require.LessOrEqual(t, size, 10)
+		}
+	})
+}
+
+// TestLocalCoarseBuckets walks a tier of 40 per 32s (1s buckets) through
+// the approximation: requests in one bucket count as made at its newest.
+func TestLocalCoarseBuckets(t *testing.T) {
+	t.Parallel()
+	s := time.Second
+	tier := Tier{Requests: 40, Window: 32 * s}
+	require.EqualValues(t, s, grain(tier.Requests, int64(tier.Window)))
 	l, clk := newTestLocal(t, LocalOptions{})
-	tier := Tier{Requests: 1000, Window: time.Minute}
-	ring := func() int {
-		s := &l.shards[l.shardIndex("k")]
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return len(s.m["k"].ring)
+	burst := func(n int) (d Decision) {
+		for range n {
+			d = allow(t, l, "k", tier)
+			require.True(t, d.Allowed)
+		}
+		return d
 	}
-	allow(t, l, "k", tier)
-	assert.Equal(t, initialSlots, ring())
-	for range 9 {
-		allow(t, l, "k", tier)
-	}
-	assert.Equal(t, 16, ring())
-	for range 990 {
-		clk.Advance(time.Millisecond)
-		require.True(t, allow(t, l, "k", tier).Allowed)
-	}
-	assert.Equal(t, 1000, ring(), "capped at Requests")
-	require.False(t, allow(t, l, "k", tier).Allowed)
+	burst(10)                                                   // t=0: bucket A
+	clk.Advance(s / 2)                                          //
+	require.Equal(t, ok(40, 20, 32*s), burst(10))               // t=0.5: still A, newest 0.5
+	clk.Advance(s)                                              //
+	require.Equal(t, ok(40, 0, 31*s), burst(20))                // t=1.5: bucket B
+	require.Equal(t, refused(40, 31*s), allow(t, l, "k", tier)) // until A leaves at 32.5
+	clk.Advance(31*s - 1)
+	require.Equal(t, refused(40, 1), allow(t, l, "k", tier))
+	// An exact window would have had room for 10 since t=32 (the requests
+	// made at t=0); here they leave with A's newest, half a second later.
+	clk.Advance(1)
+	require.Equal(t, ok(40, 19, 1*s), allow(t, l, "k", tier)) // t=32.5: B is the oldest
 }
 
 func TestLocalClockStepsBack(t *testing.T) {
@@ -476,15 +613,17 @@ func TestLocalClockStepsBack(t *testing.T) {
 
 func TestLocalAllowDoesNotAllocate(t *testing.T) {
 	l, clk := newTestLocal(t, LocalOptions{})
-	tier := Tier{Requests: 100, Window: time.Second}
+	tier := Tier{Requests: 1000, Window: 320 * time.Millisecond} // 10ms buckets
 	key := "some-api|0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	for range 200 { // grow the ring to its full size
+	for range 400 { // one request per ms: every bucket used, the ring full
 		allow(t, l, key, tier)
 		clk.Advance(time.Millisecond)
 	}
+	size, _ := ringLen(l, key)
+	require.Equal(t, capacity(tier.Requests), size)
 	ctx := context.Background()
 	allocs := testing.AllocsPerRun(1000, func() {
-		clk.Advance(7 * time.Millisecond)
+		clk.Advance(time.Millisecond)
 		_, _ = l.Allow(ctx, key, tier)
 	})
 	assert.Zero(t, allocs)

@@ -2,18 +2,11 @@ package throttle
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"net/url"
-	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // Defaults for RedisOptions.
@@ -24,13 +17,19 @@ const (
 
 // RedisOptions configures NewRedis.
 type RedisOptions struct {
-	// URL of the Redis server: redis://[user:password@]host[:port][/db], or
+	// URL of one Redis server: redis://[user:password@]host[:port][/db], or
 	// rediss:// for TLS. Query parameters understood by go-redis' ParseURL
 	// (e.g. pool_size, protocol) are honoured, except the timeouts, which
-	// Timeout sets. The URL may carry a password: never log it.
+	// Timeout sets. A URL may carry a password: never log it.
 	URL string
+	// Cluster, instead of URL, lists seed nodes of a Redis Cluster (one is
+	// enough; more survive one being down): redis:// or rediss:// URLs with
+	// the same credentials and database 0. The client learns the other nodes
+	// from the cluster itself. Query parameters are taken from the first.
+	Cluster []string
 	// Timeout bounds each Allow call as a whole: pool wait, dial, write and
-	// read. Default DefaultRedisTimeout (100ms).
+	// read (in a cluster, redirects included). Default DefaultRedisTimeout
+	// (100ms).
 	Timeout time.Duration
 	// KeyPrefix is prepended to every key. Default DefaultRedisKeyPrefix.
 	KeyPrefix string
@@ -38,118 +37,170 @@ type RedisOptions struct {
 	// rediss:// URL (e.g. to add a client certificate or a private CA). It
 	// turns TLS on for redis:// URLs too.
 	TLSConfig *tls.Config
+	// Log, when set, receives go-redis' own log lines (a failed dial, a
+	// cluster node marked as failing) without their "redis: " prefix,
+	// instead of stderr. go-redis has one logger per process: the first
+	// NewRedis with a Log replaces it for good; each line then goes to the
+	// Log of the newest open limiter that has one, or nowhere.
+	Log func(msg string)
 }
 
-// Redis is a Limiter whose counters live in a Redis server, so every Caddy
-// instance using the same server (and KeyPrefix) shares one exact limit per
-// key; see the package documentation for the algorithm. It is safe for
-// concurrent use. NewRedis does not connect: the first Allow (or Ping) does,
-// so an unreachable server never fails configuration loading.
+// Redis is a Limiter whose state lives in Redis (one server, or a Redis
+// Cluster), so every Caddy instance using the same Redis (and KeyPrefix)
+// shares one limit per key; see the package documentation for the algorithm
+// and its bounds. It is safe for concurrent use. NewRedis does not connect:
+// the first Allow (or Ping) does, so an unreachable server never fails
+// configuration loading.
 //
-// Each allowed request is one member of the key's sorted set; a key holds at
-// most Requests members and expires one Window after its last request. When
-// a key's tier changes, members older than the new Window are dropped and
-// the count is compared with the new Requests: a lowered limit refuses until
-// enough old requests have left the window, never grants a free burst.
-//
-// go-redis logs failed dials through its package-wide logger (standard log
-// to stderr unless redis.SetLogger replaces it); this package leaves that
-// global alone.
+// A key's state is one Redis string of at most 8+16×(Buckets+1) bytes under
+// KeyPrefix+"{"+key+"}", whatever the tier: the braces are a Redis Cluster
+// hash tag, so everything about one identity lives in one slot. It expires
+// one Window after the key's newest counted request.
 type Redis struct {
-	client  *redis.Client
-	timeout time.Duration
-	prefix  string
-	id      string // random per limiter, makes sorted-set members unique
-	seq     atomic.Uint64
+	client    redis.UniversalClient
+	timeout   time.Duration
+	prefix    string
+	removeLog func()
 }
 
-// allowScript is the sliding window: KEYS[1] the key, ARGV[1] the limit,
-// ARGV[2] the window in microseconds, ARGV[3] the key's expiry in
-// milliseconds, ARGV[4] a member suffix unique to this call. It returns
-// {allowed 0|1, requests in window after this one, wait in microseconds},
-// where wait is, when allowed, the time until the oldest request leaves the
-// window and, when refused, the time until the window has room again. Scores
-// are microseconds on the server's clock (exact in a double until 2255).
-var allowScript = redis.NewScript(`
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-local allowed = 0
-if count < limit then
-	redis.call('ZADD', KEYS[1], now, t[1] .. '.' .. t[2] .. ':' .. ARGV[4])
-	count = count + 1
-	allowed = 1
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-local idx = 0
-if allowed == 0 then idx = count - limit end
-local e = redis.call('ZRANGE', KEYS[1], idx, idx, 'WITHSCORES')
-local wait = 0
-if e[2] then wait = tonumber(e[2]) + window - now end
-return {allowed, count, wait}
-`)
+// allowScript is the bucketed sliding window (package documentation) on the
+// server's clock. KEYS[1] is the key; ARGV[1] the limit, ARGV[2] the window,
+// ARGV[3] the grain (bucket width), all times in microseconds; ARGV[4] the
+// most buckets a key keeps. The state is a string of little-endian doubles:
+// the number of requests counted, then (newest request, count) per bucket,
+// oldest first; integers up to 2^53 are exact in a double. The grid of
+// cells is aligned on the epoch. Long strings are what costs in Redis' Lua, so the script decodes
+// only the buckets it looks at (the expired ones, the oldest, the newest)
+// and, unless buckets left, updates the newest bucket and the header in place
+// (SETRANGE, APPEND): its cost hardly depends on how many buckets there are.
+// It returns {allowed 0|1, requests counted after this one, wait
+// in microseconds}, where wait is, when allowed, the time until the oldest
+// bucket leaves the window and, when refused, the time until the window has
+// room again.
+var allowScript = redis.NewScript(allowLua)
 
-// NewRedis validates opts and returns a Redis limiter. It fails only on a bad
-// URL; errors never contain the URL's password.
-//
-// The client is tuned to fail fast rather than queue: dial, read, write and
-// pool timeouts all equal Timeout, one dial attempt per connection, no
-// command retries (a retried script could count a request twice), and the
-// context deadline is applied to the socket. The pool keeps go-redis' default
-// size (10 connections per GOMAXPROCS) unless the URL says pool_size.
+const allowLua = `
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local grain, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
+local key = KEYS[1]
+local raw = redis.call('GET', key) or ''
+local size = #raw
+if size == 0 then raw = false end
+if raw and (size < 24 or size % 16 ~= 8) then
+	return redis.error_reply('throttle state of ' .. size .. ' bytes')
+end
+local total = 0
+local off = 9 -- where the oldest kept bucket starts in raw
+if raw then
+	total = struct.unpack('<d', raw)
+	-- Keep the buckets chronological even if the clock steps back.
+	local newest = struct.unpack('<d', raw, size - 15)
+	if now < newest then now = newest end
+	while off < size do
+		local t, n = struct.unpack('<dd', raw, off)
+		if t > now - window then break end
+		total = total - n
+		off = off + 16
+	end
+end
+local k = 0
+if raw then k = (size - off + 1) / 16 end
+if k == 0 then total = 0 end
+-- Long strings are costly in Lua: the buckets are copied (body) only when
+-- some left or merge, otherwise updated in place.
+local body
+if raw and (off > 9 or k > cap) then
+	body = string.sub(raw, off)
+	-- A tier with fewer buckets: the oldest merge into their successors.
+	while k > cap do
+		local _, n1, t2, n2 = struct.unpack('<dddd', body)
+		body = struct.pack('<dd', t2, n1 + n2) .. string.sub(body, 33)
+		k = k - 1
+	end
+end
+if total >= limit then
+	local src, at = body or raw, 1
+	if not body then at = off end
+	local left = total
+	while at < #src - 15 do
+		local _, n = struct.unpack('<dd', src, at)
+		left = left - n
+		if left < limit then break end
+		at = at + 16
+	end
+	local wait = struct.unpack('<d', src, at) + window - now
+	if body then
+		redis.call('SET', key, struct.pack('<d', total) .. body, 'KEEPTTL')
+	end
+	return {0, total, wait}
+end
+total = total + 1
+local oldest, tail = now, struct.pack('<dd', now, 1)
+local merge = false
+if k > 0 then
+	local src, last, first = body or raw, 0, 0
+	last = #src - 15
+	if body then first = 1 else first = off end
+	oldest = struct.unpack('<d', src, first)
+	local t, n = struct.unpack('<dd', src, last)
+	if math.floor(t / grain) == math.floor(now / grain) or k >= cap then
+		merge = true
+		tail = struct.pack('<dd', now, n + 1)
+		if k == 1 then oldest = now end
+	end
+end
+local ttl = math.max(math.ceil(window / 1000), 1)
+local header = struct.pack('<d', total)
+if body then
+	if merge then body = string.sub(body, 1, #body - 16) end
+	redis.call('SET', key, header .. body .. tail, 'PX', ttl)
+elseif k == 0 then
+	redis.call('SET', key, header .. tail, 'PX', ttl)
+else
+	if merge then
+		redis.call('SETRANGE', key, size - 16, tail)
+	else
+		redis.call('APPEND', key, tail)
+	end
+	redis.call('SETRANGE', key, 0, header)
+	redis.call('PEXPIRE', key, ttl)
+end
+return {1, total, oldest + window - now}
+`
+
+// NewRedis validates opts and returns a Redis limiter. It fails only on bad
+// URLs; errors never contain a URL's password. See newRedisClient for how
+// the client is tuned.
 func NewRedis(opts RedisOptions) (*Redis, error) {
-	if opts.URL == "" {
-		return nil, errors.New("throttle: redis URL is empty")
-	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultRedisTimeout
 	}
 	if opts.KeyPrefix == "" {
 		opts.KeyPrefix = DefaultRedisKeyPrefix
 	}
-	o, err := redis.ParseURL(opts.URL)
+	client, err := newRedisClient(opts)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the URL, password included
-		}
-		return nil, fmt.Errorf("throttle: invalid redis URL: %w", err)
+		return nil, err
 	}
-	if opts.TLSConfig != nil {
-		o.TLSConfig = opts.TLSConfig
+	r := &Redis{client: client, timeout: opts.Timeout, prefix: opts.KeyPrefix, removeLog: func() {}}
+	if opts.Log != nil {
+		r.removeLog = addRedisLog(opts.Log)
 	}
-	o.DialTimeout = opts.Timeout
-	o.ReadTimeout = opts.Timeout
-	o.WriteTimeout = opts.Timeout
-	o.PoolTimeout = opts.Timeout
-	o.ContextTimeoutEnabled = true
-	o.DialerRetries = 1
-	o.MaxRetries = -1
-	if o.Protocol == 0 {
-		o.Protocol = 2 // no HELLO round trip; every Redis-compatible server speaks it
-	}
-	o.DisableIdentity = true
-	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-
-	var id [8]byte
-	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails
-	return &Redis{
-		client:  redis.NewClient(o),
-		timeout: opts.Timeout,
-		prefix:  opts.KeyPrefix,
-		id:      hex.EncodeToString(id[:]) + ":",
-	}, nil
+	return r, nil
 }
+
+// storedKey is the Redis key holding key's state.
+func (r *Redis) storedKey(key string) string { return r.prefix + "{" + key + "}" }
 
 // Allow counts one request for key under tier in Redis. An unlimited tier is
 // allowed without contacting Redis. Any failure (Redis down, slow, timeout,
-// unexpected reply) returns an error after at most about Timeout; the caller
-// applies its on_error policy. A request that timed out may still have been
-// counted by the server.
+// a cluster without a master for the key's slot, unexpected reply) returns
+// an error after at most about Timeout; the caller applies its on_error
+// policy. A request that timed out may still have been counted by the
+// server.
 func (r *Redis) Allow(ctx context.Context, key string, tier Tier) (Decision, error) {
 	if tier.Requests <= 0 || tier.Window <= 0 {
 		if tier.Requests == 0 {
@@ -157,14 +208,18 @@ func (r *Redis) Allow(ctx context.Context, key string, tier Tier) (Decision, err
 		}
 		return Decision{}, tier.Validate()
 	}
-	windowUS := max(int64((tier.Window+time.Microsecond-1)/time.Microsecond), 1)
-	expireMS := max(int64((tier.Window+time.Millisecond-1)/time.Millisecond), 1)
-	member := r.id + strconv.FormatUint(r.seq.Add(1), 36)
+	return r.run(ctx, allowScript, key, tier)
+}
 
+// run runs script (allowScript, or in tests a variant with a fake clock
+// whose time is the last of args) for key and turns its reply into a
+// Decision.
+func (r *Redis) run(ctx context.Context, script *redis.Script, key string, tier Tier, args ...any) (Decision, error) {
+	windowUS := max(int64((tier.Window+time.Microsecond-1)/time.Microsecond), 1)
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	res, err := allowScript.Run(ctx, r.client, []string{r.prefix + key},
-		tier.Requests, windowUS, expireMS, member).Int64Slice()
+	args = append([]any{tier.Requests, windowUS, grain(tier.Requests, windowUS), capacity(tier.Requests)}, args...)
+	res, err := script.Run(ctx, r.client, []string{r.storedKey(key)}, args...).Int64Slice()
 	if err != nil {
 		return Decision{}, fmt.Errorf("throttle: redis: %w", err)
 	}
@@ -184,19 +239,32 @@ func (r *Redis) Allow(ctx context.Context, key string, tier Tier) (Decision, err
 	return Decision{Limit: tier.Requests, Reset: wait, RetryAfter: wait}, nil
 }
 
-// Ping checks that the server answers, within Timeout. Use it to log the
-// backend's state at startup; Allow does not need it.
+// Ping checks that Redis answers, within Timeout: the server, or for a
+// cluster every master (so a missing node shows at startup). Use it to log
+// the backend's state; Allow does not need it.
 func (r *Redis) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	if err := r.client.Ping(ctx).Err(); err != nil {
+	var err error
+	if c, ok := r.client.(*redis.ClusterClient); ok {
+		err = c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			return m.Ping(ctx).Err()
+		})
+	} else {
+		err = r.client.Ping(ctx).Err()
+	}
+	if err != nil {
 		return fmt.Errorf("throttle: redis: %w", err)
 	}
 	return nil
 }
 
-// Close closes the connections to Redis. Allow fails after Close.
-func (r *Redis) Close() error { return r.client.Close() }
+// Close closes the connections to Redis and unregisters Log. Allow fails
+// after Close.
+func (r *Redis) Close() error {
+	r.removeLog()
+	return r.client.Close()
+}
 
 // Interface guard.
 var _ Limiter = (*Redis)(nil)

@@ -22,26 +22,37 @@ type redisServer struct {
 	bin  string
 	port int
 	dir  string
+	args []string // extra redis-server arguments
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
 }
 
-// startRedis starts redis-server. A missing binary fails the test unless
-// MTLS_SKIP_REDIS=1 (scripts/deps.sh installs the Debian package).
-func startRedis(t testing.TB) *redisServer {
+// startRedis starts redis-server with extra arguments args. A missing binary
+// skips the test, so that a plain `go test ./...` passes on a machine
+// without Redis, except under MTLS_REQUIRE_REDIS=1, which scripts/test.sh
+// (and so CI) sets: there a missing binary fails (scripts/deps.sh installs
+// the Debian packages).
+func startRedis(t testing.TB, args ...string) *redisServer {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("MTLS_SKIP_REDIS") == "1" {
-			t.Skip("redis-server not installed and MTLS_SKIP_REDIS=1")
-		}
-		t.Fatalf("redis-server not found (install the redis-server package, e.g. scripts/deps.sh, or set MTLS_SKIP_REDIS=1): %v", err)
-	}
-	s := &redisServer{t: t, bin: bin, port: freePort(t), dir: t.TempDir()}
+	bin := lookRedisTool(t, "redis-server")
+	s := &redisServer{t: t, bin: bin, port: freePort(t), dir: t.TempDir(), args: args}
 	s.start()
 	t.Cleanup(s.stop)
 	return s
+}
+
+// lookRedisTool finds a binary of the redis-server package.
+func lookRedisTool(t testing.TB, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("MTLS_REQUIRE_REDIS") == "1" {
+			t.Fatalf("%s not found and MTLS_REQUIRE_REDIS=1 (install the redis-server and redis-tools packages, e.g. scripts/deps.sh): %v", name, err)
+		}
+		t.Skipf("%s not installed (scripts/deps.sh installs it; MTLS_REQUIRE_REDIS=1 makes this a failure)", name)
+	}
+	return bin
 }
 
 func (s *redisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.port) }
@@ -53,7 +64,7 @@ func (s *redisServer) start() {
 	s.t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cmd := exec.Command(s.bin,
+	cmd := exec.Command(s.bin, append([]string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -61,7 +72,7 @@ func (s *redisServer) start() {
 		"--dir", s.dir,
 		"--logfile", filepath.Join(s.dir, "redis.log"),
 		"--loglevel", "warning",
-	)
+	}, s.args...)...)
 	require.NoError(s.t, cmd.Start())
 	s.cmd = cmd
 	deadline := time.Now().Add(10 * time.Second)

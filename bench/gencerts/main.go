@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mtlsauth/caddy-mtls-auth/decoder"
 	"github.com/mtlsauth/caddy-mtls-auth/internal/testpki"
 	"github.com/mtlsauth/caddy-mtls-auth/pathverify"
 )
@@ -77,7 +78,7 @@ end
 func writeForged(dir string, inter *testpki.Cert, n, pad int) {
 	limits := pathverify.Limits{MaxChain: 8}
 	failed := limits.MaxFailedChecks()
-	opts := []testpki.Option{testpki.PublicKey(testpki.MadeUpRSAKey(pathverify.MaxRSABits))}
+	opts := []testpki.Option{testpki.PublicKey(testpki.MadeUpRSAKey(decoder.MaxRSABits))}
 	if pad > 0 {
 		opts = append(opts, testpki.Padding(pad))
 	}

@@ -59,6 +59,7 @@ type options struct {
 	crlURLs             []string
 	ocspURLs            []string
 	org                 string
+	keyUsage            x509.KeyUsage
 	modify              []func(*x509.Certificate)
 	publicKey           crypto.PublicKey
 }
@@ -135,6 +136,10 @@ func OCSPServers(urls ...string) Option { return func(o *options) { o.ocspURLs =
 
 // Organization sets the subject's O attribute.
 func Organization(org string) Option { return func(o *options) { o.org = org } }
+
+// KeyUsage replaces the key usage bits of a CA or a leaf (e.g. a CA
+// without cRLSign).
+func KeyUsage(ku x509.KeyUsage) Option { return func(o *options) { o.keyUsage = ku } }
 
 // Modify changes the certificate's template before it is signed, for
 // properties no other option sets (constraints, policies, extensions).
@@ -254,6 +259,9 @@ func (c *Cert) NewLeaf(cn string, opts ...Option) *Cert {
 		CRLDistributionPoints: o.crlURLs,
 		OCSPServer:            o.ocspURLs,
 	}
+	if o.keyUsage != 0 {
+		tmpl.KeyUsage = o.keyUsage
+	}
 	switch {
 	case o.noEKU:
 	case len(o.eku) > 0:
@@ -281,16 +289,16 @@ func NewSelfSigned(cn string, opts ...Option) *Cert {
 
 // Forge makes what an attacker can make of c without its key: a CA
 // certificate naming c as its issuer (c's subject, and c's key identifier
-// as its authority key identifier), signed with a key of the attacker's.
-// Path validation must refuse it: its signature does not verify under c's
-// key.
+// as its authority key identifier), signed with a key of the attacker's
+// of the kind c's key checks. Path validation must refuse it: its
+// signature does not verify under c's key.
 func (c *Cert) Forge(cn string, opts ...Option) *Cert {
 	o := newOptions(opts)
 	tmpl := caTemplate(cn, o)
 	tmpl.AuthorityKeyId = c.Cert.SubjectKeyId
 	fakeIssuer := &Cert{Cert: &x509.Certificate{
 		Subject: c.Cert.Subject, RawSubject: c.Cert.RawSubject, SubjectKeyId: c.Cert.SubjectKeyId,
-	}, Key: throwawayKey(keyTypeOf(c.Key))} // a signature of the kind c's key checks
+	}, Key: throwawayKey(keyTypeOf(c.Key))}
 	return sign(tmpl, fakeIssuer, o)
 }
 
@@ -330,6 +338,23 @@ func ForgedChain(inter *Cert, forged, unreachable int, opts ...Option) []*Cert {
 	return out
 }
 
+// NewImpostor makes what an attacker can make without impersonated's key: a
+// CA certificate whose subject and issuer names are impersonated's subject,
+// with a key of its own, signed by another key of the attacker's (so it
+// verifies under nothing anyone trusts, not even itself), carrying whatever
+// the options say (CRL distribution points, OCSP servers).
+func NewImpostor(impersonated *Cert, opts ...Option) *Cert {
+	o := newOptions(opts)
+	tmpl := caTemplate("", o)
+	tmpl.RawSubject = impersonated.Cert.RawSubject
+	// The issuer name is the parent's subject; the parent's public key is
+	// not consulted, so a template naming impersonated and the attacker's
+	// signing key make the forgery.
+	parent := &x509.Certificate{RawSubject: impersonated.Cert.RawSubject}
+	key := newKey(o.keyType)
+	return &Cert{Cert: create(tmpl, parent, key.Public(), newKey(o.keyType)), Key: key}
+}
+
 func name(cn string, o *options) pkix.Name {
 	n := pkix.Name{CommonName: cn}
 	if o.org != "" {
@@ -339,12 +364,16 @@ func name(cn string, o *options) pkix.Name {
 }
 
 func caTemplate(cn string, o *options) *x509.Certificate {
+	ku := x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+	if o.keyUsage != 0 {
+		ku = o.keyUsage
+	}
 	return &x509.Certificate{
 		SerialNumber:          o.serial,
 		Subject:               name(cn, o),
 		NotBefore:             o.notBefore,
 		NotAfter:              o.notAfter,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		KeyUsage:              ku,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		CRLDistributionPoints: o.crlURLs,
@@ -353,9 +382,9 @@ func caTemplate(cn string, o *options) *x509.Certificate {
 }
 
 // sign signs tmpl with issuer (self-signed when issuer is nil), after
-// the options' modifications, over a new key of the options' type; with
-// the PublicKey option the certificate carries that key instead and has no
-// private key (self-signed, it is signed by a throwaway key).
+// the options' modifications, over the options' key; with the PublicKey
+// option the certificate carries that key instead and has no private key
+// (self-signed, it is signed by a throwaway key).
 func sign(tmpl *x509.Certificate, issuer *Cert, o *options) *Cert {
 	for _, f := range o.modify {
 		f(tmpl)
@@ -373,15 +402,7 @@ func sign(tmpl *x509.Certificate, issuer *Cert, o *options) *Cert {
 	if signer == nil {
 		signer = throwawayKey(o.keyType)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
-	if err != nil {
-		panic(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		panic(err)
-	}
-	c := &Cert{Cert: cert, Issuer: issuer}
+	c := &Cert{Cert: create(tmpl, parent, pub, signer), Issuer: issuer}
 	if key != nil {
 		c.Key = key
 	}
@@ -411,7 +432,13 @@ func (c *Cert) CrossSigned(issuer *Cert) *Cert {
 	tmpl := *c.Cert
 	tmpl.AuthorityKeyId = nil
 	tmpl.SerialNumber = newOptions(nil).serial
-	der, err := x509.CreateCertificate(rand.Reader, &tmpl, issuer.Cert, c.Cert.PublicKey, issuer.Key)
+	return &Cert{Cert: create(&tmpl, issuer.Cert, c.Cert.PublicKey, issuer.Key), Key: c.Key, Issuer: issuer}
+}
+
+// create makes the certificate of tmpl for pub, issued under parent's
+// subject and signed by signer.
+func create(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) *x509.Certificate {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
 	if err != nil {
 		panic(err)
 	}
@@ -419,7 +446,7 @@ func (c *Cert) CrossSigned(issuer *Cert) *Cert {
 	if err != nil {
 		panic(err)
 	}
-	return &Cert{Cert: cert, Key: c.Key, Issuer: issuer}
+	return cert
 }
 
 // DER is the certificate's DER encoding.
