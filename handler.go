@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -396,14 +395,14 @@ func (h *Handler) authenticate(r *http.Request) *outcome {
 		// Read the trust generation before computing, so that a result
 		// computed across a change is stored as already stale.
 		static, gen = h.verifier.static.Load(), h.verifier.snapshot().Generation
-		if e := h.cache.get(in.key, now.UnixNano(), static, gen); e != nil {
+		if e := h.cache.get(&in.key, now.UnixNano(), static, gen); e != nil {
 			o := e.result
 			return &o
 		}
 	}
 	o, until := h.compute(r, in, now)
 	if in.cacheable && until.After(now) {
-		h.cache.put(&cacheEntry{key: ownedKey(in.key), result: *o, expires: until.UnixNano(), static: static, gen: gen})
+		h.cache.put(&in.key, o, until.UnixNano(), static, gen)
 	}
 	return o
 }
@@ -414,8 +413,9 @@ func (h *Handler) authenticate(r *http.Request) *outcome {
 func (h *Handler) input(r *http.Request) (input, *outcome) {
 	if h.source != sourceHeader && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		in := input{source: "tls", tlsCerts: r.TLS.PeerCertificates}
-		in.key, in.cacheable = tlsKey(in.tlsCerts)
-		in.cacheable = in.cacheable && h.cache != nil
+		if h.cache != nil {
+			in.key, in.cacheable = tlsKey(in.tlsCerts), true
+		}
 		return in, nil
 	}
 	if h.source == sourceTLS {
@@ -432,18 +432,9 @@ func (h *Handler) input(r *http.Request) (input, *outcome) {
 		return in, &outcome{source: "header", reason: reasonUntrustedSource, detail: "certificate header from a peer outside trusted_sources"}
 	}
 	if h.cache != nil {
-		in.key, in.cacheable = cacheKey{cert: joinLines(in.values), chain: joinLines(in.chain)}, true
+		in.key, in.cacheable = headerKey(in.values, in.chain), true
 	}
 	return in, nil
-}
-
-// joinLines is the lines of one header as one key string; a NUL cannot
-// occur in a header value, so distinct line splits give distinct keys.
-func joinLines(lines []string) string {
-	if len(lines) == 1 {
-		return lines[0]
-	}
-	return strings.Join(lines, "\x00")
 }
 
 // compute decodes and verifies, and says until when the result may be
@@ -467,7 +458,7 @@ func (h *Handler) compute(r *http.Request, in input, now time.Time) (*outcome, t
 		o.reason, o.detail, o.rejectedFP = v.reason, v.detail, fp.String()
 		return o, now.Add(failureTTL)
 	}
-	o.id = newIdentity(certs[0], fp, v.entry)
+	o.id = newIdentity(certs[0], fp, v.entry, v.chain)
 	if v.noCache {
 		return o, time.Time{}
 	}

@@ -53,23 +53,23 @@ func (o *outcome) replace(key string) (any, bool) {
 func (id *identity) placeholder(k string) string {
 	switch k {
 	case "fingerprint":
-		return id.fingerprint
+		return id.fingerprint()
 	case "subject":
-		return id.strings().subject
+		return id.names().subject
 	case "subject.cn":
-		return id.leaf.Subject.CommonName
+		return id.names().cn
 	case "issuer":
-		return id.strings().issuer
+		return id.names().issuer
 	case "serial":
-		return id.strings().serial
+		return id.names().serial
 	case "not_after":
-		return id.strings().notAfter
+		return id.names().notAfter
 	case "alias":
 		return id.alias
 	case "tier":
 		return id.tier
 	case "certificate_der_base64":
-		return base64.StdEncoding.EncodeToString(id.leaf.Raw)
+		return base64.StdEncoding.EncodeToString(id.der)
 	}
 	if key, ok := strings.CutPrefix(k, "meta."); ok {
 		return id.meta[key]
@@ -77,15 +77,17 @@ func (id *identity) placeholder(k string) string {
 	if rest, ok := strings.CutPrefix(k, "san."); ok {
 		name, index, indexed := strings.Cut(rest, ".")
 		var list []string
-		switch name {
-		case "dns_names":
-			list = id.leaf.DNSNames
-		case "uris":
-			list = id.strings().uris
-		case "emails":
-			list = id.leaf.EmailAddresses
-		case "ips":
-			list = id.strings().ips
+		if sans := id.names().sans; sans != nil {
+			switch name {
+			case "dns_names":
+				list = sans.dns
+			case "uris":
+				list = sans.uris
+			case "emails":
+				list = sans.emails
+			case "ips":
+				list = sans.ips
+			}
 		}
 		if !indexed {
 			return strings.Join(list, ",")

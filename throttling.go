@@ -47,7 +47,7 @@ func (h *Handler) applyThrottle(w http.ResponseWriter, r *http.Request, id *iden
 	if tier.Requests == 0 {
 		return "", ""
 	}
-	dec, err := h.app.countRequest(r.Context(), throttle.Key(h.scope, id.fingerprint), tier)
+	dec, err := h.app.countRequest(r.Context(), throttle.Key(h.scope, id.fingerprint()), tier)
 	if err != nil {
 		n, onError, deny := h.app.backendFailed()
 		if c := h.logger.Check(zapcore.WarnLevel, "throttle backend failed"); c != nil {
