@@ -396,8 +396,11 @@ func (h *Handler) authenticate(r *http.Request) *outcome {
 		// computed across a change is stored as already stale.
 		static, gen = h.verifier.static.Load(), h.verifier.snapshot().Generation
 		if e := h.cache.get(&in.key, now.UnixNano(), static, gen); e != nil {
-			o := e.result
-			return &o
+			o := e.outcome(in.source)
+			if o.id != nil {
+				o.from = presented{dec: h.decoder, values: in.values, chain: in.chain, tls: in.tlsCerts}
+			}
+			return o
 		}
 	}
 	o, until := h.compute(r, in, now)

@@ -7,28 +7,30 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/mtlsauth/caddy-mtls-auth/decoder"
 	"github.com/mtlsauth/caddy-mtls-auth/store"
 )
 
 // identity is an authenticated client certificate as the rest of Caddy
-// sees it. It is immutable once built (its names are built once, on first
-// use) and shared by every request that presents the same certificate
-// (through the verification cache). It keeps the leaf's DER and a few
-// strings, not the parsed certificate: see compact.
+// sees it. It is shared by every request that presents the same certificate
+// (through the verification cache) and keeps what those requests need at
+// every hit (the fingerprint, the allow-list entry's names, the verified
+// intermediates), not the certificate: see compact.
 type identity struct {
 	fp    store.Fingerprint
 	alias string
 	tier  string
 	meta  map[string]string
-	// der is the leaf's DER encoding.
-	der []byte
 	// inters are the DER of the verified chain's certificates between the
 	// leaf and its trust anchor (for placeholders that hand the chain on).
 	inters [][]byte
 	// leaf is the parsed leaf, set only on the request that verified it
-	// (it has it anyway); a cached identity parses der again the first time
-	// a placeholder needs its names.
-	leaf  *x509.Certificate
+	// (it has it anyway).
+	leaf *x509.Certificate
+	// der and built are the leaf's DER and the string forms of its names,
+	// kept once a placeholder of a cached identity has needed them (see
+	// outcome.leafDER and outcome.names).
+	der   atomic.Pointer[[]byte]
 	built atomic.Pointer[certNames]
 }
 
@@ -47,7 +49,7 @@ type sanNames struct {
 // newIdentity is the identity of leaf, verified through chain (leaf to
 // trust anchor) and admitted by e (nil when no allow list is involved).
 func newIdentity(leaf *x509.Certificate, fp store.Fingerprint, e *store.Entry, chain []*x509.Certificate) *identity {
-	id := &identity{fp: fp, der: leaf.Raw, leaf: leaf}
+	id := &identity{fp: fp, leaf: leaf}
 	if len(chain) > 2 {
 		id.inters = make([][]byte, 0, len(chain)-2)
 		for _, c := range chain[1 : len(chain)-1] {
@@ -60,30 +62,89 @@ func newIdentity(leaf *x509.Certificate, fp store.Fingerprint, e *store.Entry, c
 	return id
 }
 
-// compact is the copy of id that the verification cache keeps: the DER in
-// a buffer of its own (the request's may hold more: a whole header, or a
-// whole TLS handshake message), the intermediates as intern makes them, and
-// no parsed certificate, which costs several times its DER.
+// compact is the copy of id that the verification cache keeps: no
+// certificate, parsed or not (the parsed leaf costs several times its DER,
+// and the DER is what the leaf's names and DER placeholders are rebuilt from
+// on demand, out of the request that hits: it presents the very same
+// input), and the intermediates as intern makes them.
 func (id *identity) compact(intern func([][]byte) [][]byte) *identity {
-	c := &identity{fp: id.fp, alias: id.alias, tier: id.tier, meta: id.meta,
-		der: make([]byte, len(id.der)), inters: intern(id.inters)}
-	copy(c.der, id.der)
+	c := &identity{fp: id.fp, alias: id.alias, tier: id.tier, meta: id.meta, inters: intern(id.inters)}
 	c.built.Store(id.built.Load())
 	return c
 }
 
-// names returns the string forms of the certificate's names, building them
-// on first use.
-func (id *identity) names() *certNames {
+// presented is what a request presented, as far as a cached identity may
+// need it: its input is the one the identity was verified from (the cache
+// key is its digest), so decoding it again gives the same leaf.
+type presented struct {
+	dec           *decoder.Decoder
+	values, chain []string
+	tls           []*x509.Certificate
+}
+
+// leaf parses the presented leaf again; nil if that fails, which cannot
+// happen for an input that verified.
+func (p *presented) leaf() *x509.Certificate {
+	if len(p.tls) > 0 {
+		return p.tls[0]
+	}
+	if p.dec == nil {
+		return nil
+	}
+	res, err := p.dec.Decode(p.values, p.chain)
+	if err != nil {
+		return nil
+	}
+	return res.Certs[0]
+}
+
+// leaf is the parsed leaf of an authenticated request: the identity's own,
+// else (a cached identity) this request's input parsed again.
+func (o *outcome) leaf() *x509.Certificate {
+	if o.id.leaf != nil {
+		return o.id.leaf
+	}
+	if leaf := o.from.leaf(); leaf != nil {
+		return leaf
+	}
+	return &x509.Certificate{}
+}
+
+// leafDER is the leaf's DER encoding. A cached identity keeps it, in a
+// buffer of its own, once a placeholder has asked for it.
+func (o *outcome) leafDER() []byte {
+	id := o.id
+	if id.leaf != nil {
+		return id.leaf.Raw
+	}
+	if der := id.der.Load(); der != nil {
+		return *der
+	}
+	raw := o.leaf().Raw
+	der := make([]byte, len(raw))
+	copy(der, raw)
+	id.der.CompareAndSwap(nil, &der)
+	return *id.der.Load()
+}
+
+// names returns the string forms of the leaf's names, building them on
+// first use.
+func (o *outcome) names() *certNames {
+	id := o.id
 	if n := id.built.Load(); n != nil {
 		return n
 	}
-	leaf := id.leaf
-	if leaf == nil {
+	var leaf *x509.Certificate
+	switch der := id.der.Load(); {
+	case id.leaf != nil:
+		leaf = id.leaf
+	case der != nil:
 		var err error
-		if leaf, err = x509.ParseCertificate(id.der); err != nil {
+		if leaf, err = x509.ParseCertificate(*der); err != nil {
 			leaf = &x509.Certificate{} // cannot happen: der parsed when it was verified
 		}
+	default:
+		leaf = o.leaf()
 	}
 	n := &certNames{
 		subject:  leaf.Subject.String(),
@@ -109,21 +170,27 @@ func (id *identity) names() *certNames {
 	return id.built.Load()
 }
 
-// namesReserve bounds the memory names() adds to the identity, so that
-// the cache can count it before anything has read a placeholder: the
+// reserve bounds the memory that placeholders may add to the cached copy
+// of the identity (compact keeps neither), so that the cache counts it
+// before anything has read a placeholder: the DER, and the names: their
 // structs, and for each name at most twice its DER (escaping and the
 // attribute-type prefixes of a distinguished name stay within that) plus
 // the allocator's rounding, the serial in decimal, an RFC 3339 time, and a
-// string header per SAN. Without the parsed leaf (a cached copy), the
-// reserve is taken from the DER's length.
-func (id *identity) namesReserve() int {
+// string header per SAN. It needs the parsed leaf (the request's identity).
+func (id *identity) reserve() int {
 	const str = 16 // a string header
-	n := int(unsafe.Sizeof(certNames{})) + 5*allocRounding + len(time.RFC3339)
 	leaf := id.leaf
 	if leaf == nil {
-		return n + 2*len(id.der)
+		return 0
 	}
-	n += 2*(len(leaf.RawSubject)+len(leaf.RawIssuer)) + 3*(leaf.SerialNumber.BitLen()+7)/8
+	// The DER is one allocation of its own: its size class can be an
+	// eighth, sometimes a sixth, above its length.
+	n := int(unsafe.Sizeof([]byte(nil))) + allocRounding + len(leaf.Raw) + len(leaf.Raw)/4
+	n += int(unsafe.Sizeof(certNames{})) + 5*allocRounding + len(time.RFC3339)
+	n += 2 * (len(leaf.RawSubject) + len(leaf.RawIssuer))
+	if leaf.SerialNumber != nil {
+		n += 3 * (leaf.SerialNumber.BitLen() + 7) / 8
+	}
 	sans := len(leaf.DNSNames) + len(leaf.EmailAddresses) + len(leaf.URIs) + len(leaf.IPAddresses)
 	if sans == 0 {
 		return n
@@ -150,9 +217,9 @@ const allocRounding = 8
 func (id *identity) fingerprint() string { return hex.EncodeToString(id.fp[:]) }
 
 // userID is {http.auth.user.id}: the alias, else the subject CN.
-func (id *identity) userID() string {
-	if id.alias != "" {
-		return id.alias
+func (o *outcome) userID() string {
+	if o.id.alias != "" {
+		return o.id.alias
 	}
-	return id.names().cn
+	return o.names().cn
 }

@@ -17,6 +17,8 @@ type outcome struct {
 	detail  string
 	// fingerprint of a certificate that was decoded but not accepted, for logs.
 	rejectedFP string
+	// from is this request's input, when id came from the cache.
+	from presented
 }
 
 const placeholderPrefix = "http.mtls."
@@ -29,7 +31,7 @@ func (o *outcome) replace(key string) (any, bool) {
 	k, ok := strings.CutPrefix(key, placeholderPrefix)
 	if !ok {
 		if key == "http.auth.user.id" && o.id != nil {
-			return o.id.userID(), true
+			return o.userID(), true
 		}
 		return nil, false
 	}
@@ -46,30 +48,31 @@ func (o *outcome) replace(key string) (any, bool) {
 	if o.id == nil {
 		return "", true
 	}
-	return o.id.placeholder(k), true
+	return o.placeholder(k), true
 }
 
-// placeholder answers one key below http.mtls. for an authenticated identity.
-func (id *identity) placeholder(k string) string {
+// placeholder answers one key below http.mtls. for an authenticated request.
+func (o *outcome) placeholder(k string) string {
+	id := o.id
 	switch k {
 	case "fingerprint":
 		return id.fingerprint()
 	case "subject":
-		return id.names().subject
+		return o.names().subject
 	case "subject.cn":
-		return id.names().cn
+		return o.names().cn
 	case "issuer":
-		return id.names().issuer
+		return o.names().issuer
 	case "serial":
-		return id.names().serial
+		return o.names().serial
 	case "not_after":
-		return id.names().notAfter
+		return o.names().notAfter
 	case "alias":
 		return id.alias
 	case "tier":
 		return id.tier
 	case "certificate_der_base64":
-		return base64.StdEncoding.EncodeToString(id.der)
+		return base64.StdEncoding.EncodeToString(o.leafDER())
 	}
 	if key, ok := strings.CutPrefix(k, "meta."); ok {
 		return id.meta[key]
@@ -77,7 +80,7 @@ func (id *identity) placeholder(k string) string {
 	if rest, ok := strings.CutPrefix(k, "san."); ok {
 		name, index, indexed := strings.Cut(rest, ".")
 		var list []string
-		if sans := id.names().sans; sans != nil {
+		if sans := o.names().sans; sans != nil {
 			switch name {
 			case "dns_names":
 				list = sans.dns
