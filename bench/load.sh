@@ -25,6 +25,7 @@
 #
 #   bash bench/load.sh     # ROUNDS=3 DURATION=5s CONNS=32 JUNK_DURATION=60s ROTATE=100000
 #   ROTATE=0 bash bench/load.sh            # without the rotation cases
+#   CASES="plain_100k cached_100k" bash bench/load.sh   # only these cases
 #   CADDY_BIN=/path/to/caddy bash bench/load.sh   # another build (e.g. a
 #                                          # baseline), instead of building bin/caddy
 #   PROFILE=new_ecdsa bash bench/load.sh   # also saves a CPU profile of Caddy
@@ -126,15 +127,27 @@ done
 declare -A script=([plain]="$work/one-ecdsa.lua" [cached]="$work/one-ecdsa.lua" [new_ecdsa]="$work/many-ecdsa.lua" [new_rsa]="$work/many-rsa.lua" [nginx_plain]="" [nginx_cached]=""
 	[plain_100k]="$work/rotate.lua" [cached_100k]="$work/rotate.lua")
 cases=(plain cached new_ecdsa new_rsa nginx_plain nginx_cached)
+((ROTATE > 0)) && cases+=(plain_100k cached_100k)
+[[ -n "${CASES:-}" ]] && read -ra cases <<<"$CASES"
 if ((ROTATE > 0)); then
-	cases+=(plain_100k cached_100k)
 	rss_started=$(rss "$caddy100k_pid")
 	log "warming cached_100k: each of $ROTATE certificates once"
-	out=$(wrk -t1 -c"$CONNS" -d600s -s "$work/warm.lua" "http://127.0.0.1:${port[cached_100k]}/")
-	warm_requests=$(awk '/requests in/ {print $1}' <<<"$out")
-	warm_rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-	warm_bad=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-	((warm_requests >= ROTATE)) && [[ -z "$warm_bad" ]] || die "warming cached_100k: $warm_requests requests, ${warm_bad:-0} refused"
+	wrk -t1 -c"$CONNS" -d600s -s "$work/warm.lua" "http://127.0.0.1:${port[cached_100k]}/" >/dev/null &
+	wrk_pid=$!
+	wait_for() { # marker file; wrk must still be running
+		until [[ -e "$work/warm-$1" ]]; do
+			kill -0 "$wrk_pid" 2>/dev/null || die "warming cached_100k: wrk ended before warm-$1"
+			sleep 0.02
+		done
+		date +%s.%N
+	}
+	t_started=$(wait_for started)
+	t_done=$(wait_for done)
+	kill "$wrk_pid"
+	wait "$wrk_pid" 2>/dev/null || true
+	warm_bad=$(cat "$work/warm-done")
+	((warm_bad == 0)) || die "warming cached_100k: $warm_bad of $ROTATE certificates refused"
+	warm_rps=$(awk -v n="$ROTATE" -v a="$t_started" -v b="$t_done" 'BEGIN {print n / (b - a)}')
 	rss_warmed=$(rss "$caddy100k_pid")
 fi
 run() { # case -> "rps p50_ms p99_ms non2xx"

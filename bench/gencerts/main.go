@@ -92,21 +92,25 @@ request = function()
 end
 `, list, chain)
 	write(dir, "rotate.lua", []byte(head))
-	// Each certificate once: when as many responses as certificates have
-	// come back, wrk is interrupted, which ends the run at once and prints
-	// its figures (thread:stop() would leave wrk waiting out its duration).
+	// Each certificate once. wrk cannot end a run early (thread:stop() and
+	// SIGINT leave it waiting out its duration), so the script leaves
+	// marker files for load.sh, which times the warm-up by them and then
+	// ends wrk: warm-started at the first response, warm-done (holding the
+	// count of non-200 responses) when every certificate has been answered.
 	// Run it with one thread.
-	write(dir, "warm.lua", []byte(head+`local seen = 0
+	write(dir, "warm.lua", []byte(head+fmt.Sprintf(`local seen, bad = 0, 0
+local function mark(name, value)
+	local f = io.open(%q .. "/warm-" .. name, "w")
+	f:write(value)
+	f:close()
+end
 response = function(status, headers, body)
 	seen = seen + 1
-	if seen == #certs then
-		local stat = io.open("/proc/self/stat")
-		local pid = stat:read("*n")
-		stat:close()
-		os.execute("kill -INT " .. pid)
-	end
+	if status ~= 200 then bad = bad + 1 end
+	if seen == 1 then mark("started", 0) end
+	if seen == #certs then mark("done", bad) end
 end
-`))
+`, dir)))
 }
 
 func write(dir, name string, data []byte) {
