@@ -15,6 +15,10 @@ import (
 
 // Defaults and measured sizes of the verification cache.
 const (
+	// defaultCacheSize holds a fleet of 50,000 clients in 12 MB (70 MB
+	// once placeholders have read every certificate's names and DER), and
+	// never more than 100 MiB (see entryBudget): about what 10,000 entries
+	// cost when an entry kept the parsed certificate and the header.
 	defaultCacheSize = 50000
 	// entryBudget is the average memory an entry may cost: the cache holds
 	// at most cache_size entries and at most cache_size × entryBudget bytes,
@@ -127,12 +131,15 @@ type failure struct {
 	detail, rejectedFP string
 }
 
-// outcome is a new outcome of the entry's result, for a request from
-// source.
-func (e *cacheEntry) outcome(source string) *outcome {
+// outcome is a new outcome of the entry's result for a request that
+// presented from (through source): an identity's placeholders rebuild what
+// the cache does not keep from it.
+func (e *cacheEntry) outcome(source string, from presented) *outcome {
 	o := &outcome{source: source, profile: e.profile, id: e.id}
 	if f := e.fail; f != nil {
 		o.reason, o.detail, o.rejectedFP = f.reason, f.detail, f.rejectedFP
+	} else {
+		o.from = from
 	}
 	return o
 }

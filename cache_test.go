@@ -204,6 +204,29 @@ func TestCacheKeepsNoCertificate(t *testing.T) {
 	assert.Equal(t, "alice", serve(t, h, req).ph("http.auth.user.id"))
 }
 
+func TestCacheIdentityOnlyFromItsOwnCertificate(t *testing.T) {
+	p := newPKI(t)
+	h := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile), KeepHeader: true}
+	require.NoError(t, provision(t, h))
+	req := request{headers: header(rfc9440(p.alice))}
+	require.Equal(t, 200, serve(t, h, req).status)
+	k := headerKey(req.headers["Client-Cert"], nil)
+	e := h.cache.get(&k, time.Now().UnixNano(), h.verifier.static.Load(), h.verifier.snapshot().Generation)
+	require.NotNil(t, e)
+
+	// The input was rewritten in place after the lookup: bob's
+	// certificate is never taken for alice's.
+	o := e.outcome("header", presented{dec: h.decoder, values: []string{rfc9440(p.bob)}})
+	assert.Equal(t, "", o.placeholder("subject.cn"))
+	assert.Equal(t, "", o.placeholder("certificate_der_base64"))
+	assert.Nil(t, e.id.built.Load(), "nothing kept from another certificate")
+	assert.Nil(t, e.id.der.Load())
+
+	o = e.outcome("header", presented{dec: h.decoder, values: req.headers["Client-Cert"]})
+	assert.Equal(t, "alice", o.placeholder("subject.cn"))
+	assert.Equal(t, p.alice.Fingerprint(), o.placeholder("fingerprint"))
+}
+
 func TestCacheTLSIdentityFromConnection(t *testing.T) {
 	p := newPKI(t)
 	h := &Handler{Source: "tls", TrustPoolRaw: trustPool(p.rootFile)}

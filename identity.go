@@ -99,15 +99,18 @@ func (p *presented) leaf() *x509.Certificate {
 }
 
 // leaf is the parsed leaf of an authenticated request: the identity's own,
-// else (a cached identity) this request's input parsed again.
+// else (a cached identity) this request's input parsed again; nil when that
+// fails. The fingerprint check makes sure that it is the very certificate
+// verified, whatever became of the input since (a later handler may rewrite
+// a header it was told to keep).
 func (o *outcome) leaf() *x509.Certificate {
 	if o.id.leaf != nil {
 		return o.id.leaf
 	}
-	if leaf := o.from.leaf(); leaf != nil {
+	if leaf := o.from.leaf(); leaf != nil && store.FingerprintOf(leaf) == o.id.fp {
 		return leaf
 	}
-	return &x509.Certificate{}
+	return nil
 }
 
 // leafDER is the leaf's DER encoding. A cached identity keeps it, in a
@@ -120,31 +123,31 @@ func (o *outcome) leafDER() []byte {
 	if der := id.der.Load(); der != nil {
 		return *der
 	}
-	raw := o.leaf().Raw
-	der := make([]byte, len(raw))
-	copy(der, raw)
+	leaf := o.leaf()
+	if leaf == nil {
+		return nil
+	}
+	der := make([]byte, len(leaf.Raw))
+	copy(der, leaf.Raw)
 	id.der.CompareAndSwap(nil, &der)
 	return *id.der.Load()
 }
 
 // names returns the string forms of the leaf's names, building them on
-// first use.
+// first use (empty, and not kept, if the leaf cannot be had).
 func (o *outcome) names() *certNames {
 	id := o.id
 	if n := id.built.Load(); n != nil {
 		return n
 	}
-	var leaf *x509.Certificate
-	switch der := id.der.Load(); {
-	case id.leaf != nil:
-		leaf = id.leaf
-	case der != nil:
-		var err error
-		if leaf, err = x509.ParseCertificate(*der); err != nil {
-			leaf = &x509.Certificate{} // cannot happen: der parsed when it was verified
+	leaf := id.leaf
+	if der := id.der.Load(); leaf == nil && der != nil {
+		leaf, _ = x509.ParseCertificate(*der) // it parsed when it was verified
+	}
+	if leaf == nil {
+		if leaf = o.leaf(); leaf == nil {
+			return &certNames{}
 		}
-	default:
-		leaf = o.leaf()
 	}
 	n := &certNames{
 		subject:  leaf.Subject.String(),
