@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -225,6 +226,35 @@ func TestCacheIdentityOnlyFromItsOwnCertificate(t *testing.T) {
 	o = e.outcome("header", presented{dec: h.decoder, values: req.headers["Client-Cert"]})
 	assert.Equal(t, "alice", o.placeholder("subject.cn"))
 	assert.Equal(t, p.alice.Fingerprint(), o.placeholder("fingerprint"))
+}
+
+func TestCacheIdentitySharedByConcurrentRequests(t *testing.T) {
+	p := newPKI(t)
+	h := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile)}
+	require.NoError(t, provision(t, h))
+	req := request{headers: header(rfc9440(p.alice))}
+	require.Equal(t, 200, serve(t, h, req).status)
+	k := headerKey(req.headers["Client-Cert"], nil)
+	e := h.cache.get(&k, time.Now().UnixNano(), h.verifier.static.Load(), h.verifier.snapshot().Generation)
+	require.NotNil(t, e)
+	want := base64.StdEncoding.EncodeToString(p.alice.DER())
+	var wg sync.WaitGroup
+	results := make(chan [2]string, 64)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 8 {
+				o := e.outcome("header", presented{dec: h.decoder, values: req.headers["Client-Cert"]})
+				results <- [2]string{o.placeholder("subject.cn"), o.placeholder("certificate_der_base64")}
+			}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		assert.Equal(t, [2]string{"alice", want}, r)
+	}
 }
 
 func TestCacheTLSIdentityFromConnection(t *testing.T) {
