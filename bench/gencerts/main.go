@@ -2,7 +2,12 @@
 // RSA-2048 chain (root -> intermediate), N client certificates issued by
 // each intermediate, and wrk Lua scripts that send a leaf in X-Client-Cert
 // and the intermediate in X-Client-Chain (bare base64 DER): one fixed
-// certificate, or a different one on every request.
+// certificate, or a different one on every request. With -rotate M, also M
+// more ECDSA client certificates (one per line in rotate-ecdsa.txt, sharing
+// one key: they differ in name and serial, as a fleet's do, and cost a
+// signature each instead of a key generation), a script that sends each of
+// them once and stops (warm.lua) and one that rotates through them
+// (rotate.lua).
 package main
 
 import (
@@ -20,6 +25,7 @@ import (
 func main() {
 	out := flag.String("out", "", "output directory")
 	n := flag.Int("n", 4000, "client certificates per root")
+	rotate := flag.Int("rotate", 0, "ECDSA client certificates for the rotation case (0: none)")
 	flag.Parse()
 	if *out == "" {
 		log.Fatal("-out is required")
@@ -46,6 +52,9 @@ func main() {
 		}
 		fmt.Fprintf(&b, "}\nlocal chain = %q\nlocal i = 0\nrequest = function()\n\ti = i %% #certs + 1\n\treturn wrk.format(nil, nil, {[\"X-Client-Cert\"] = certs[i], [\"X-Client-Chain\"] = chain})\nend\n", chain)
 		write(*out, "many-"+kind.name+".lua", []byte(b.String()))
+		if kind.key == testpki.ECDSAP256 && *rotate > 0 {
+			writeRotation(*out, inter, chain, *rotate)
+		}
 	}
 	// Junk: a new random header value on every request, shaped like base64
 	// DER so that it goes all the way to certificate parsing.
@@ -60,6 +69,48 @@ request = function()
 	return wrk.format(nil, nil, {["X-Client-Cert"] = table.concat(t)})
 end
 `))
+}
+
+// writeRotation writes n client certificates of inter, one base64 DER per
+// line, and the wrk scripts that read them at start.
+func writeRotation(dir string, inter *testpki.Cert, chain string, n int) {
+	key := testpki.NewSelfSigned("rotation key").Key
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		b.WriteString(base64.StdEncoding.EncodeToString(inter.NewLeaf(fmt.Sprintf("device %d", i), testpki.UseKey(key)).DER()))
+		b.WriteByte('\n')
+	}
+	list := filepath.Join(dir, "rotate-ecdsa.txt")
+	write(dir, "rotate-ecdsa.txt", []byte(b.String()))
+	head := fmt.Sprintf(`local certs = {}
+for line in io.lines(%q) do certs[#certs + 1] = line end
+local chain = %q
+local i = 0
+request = function()
+	i = i %% #certs + 1
+	return wrk.format(nil, nil, {["X-Client-Cert"] = certs[i], ["X-Client-Chain"] = chain})
+end
+`, list, chain)
+	write(dir, "rotate.lua", []byte(head))
+	// Each certificate once. wrk cannot end a run early (thread:stop() and
+	// SIGINT leave it waiting out its duration), so the script leaves
+	// marker files for load.sh, which times the warm-up by them and then
+	// ends wrk: warm-started at the first response, warm-done (holding the
+	// count of non-200 responses) when every certificate has been answered.
+	// Run it with one thread.
+	write(dir, "warm.lua", []byte(head+fmt.Sprintf(`local seen, bad = 0, 0
+local function mark(name, value)
+	local f = io.open(%q .. "/warm-" .. name, "w")
+	f:write(value)
+	f:close()
+end
+response = function(status, headers, body)
+	seen = seen + 1
+	if status ~= 200 then bad = bad + 1 end
+	if seen == 1 then mark("started", 0) end
+	if seen == #certs then mark("done", bad) end
+end
+`, dir)))
 }
 
 func write(dir, name string, data []byte) {

@@ -53,6 +53,7 @@ type options struct {
 	ips                 []net.IP
 	uris                []*url.URL
 	keyType             KeyType
+	signer              crypto.Signer
 	serial              *big.Int
 	crlURLs             []string
 	ocspURLs            []string
@@ -119,6 +120,18 @@ func URIs(uris ...string) Option {
 // Key selects the key algorithm.
 func Key(k KeyType) Option { return func(o *options) { o.keyType = k } }
 
+// UseKey makes the certificate for an existing key instead of a new one:
+// making many certificates costs a signature each, not a key generation.
+func UseKey(k crypto.Signer) Option { return func(o *options) { o.signer = k } }
+
+// key is the certificate's key: the one UseKey gave, else a new one.
+func (o *options) key() crypto.Signer {
+	if o.signer != nil {
+		return o.signer
+	}
+	return newKey(o.keyType)
+}
+
 // Serial sets the serial number.
 func Serial(n int64) Option { return func(o *options) { o.serial = big.NewInt(n) } }
 
@@ -179,13 +192,13 @@ func NewRoot(cn string, opts ...Option) *Cert {
 		o.notAfter = time.Now().Add(10 * 24 * time.Hour)
 	}
 	tmpl := caTemplate(cn, o)
-	return sign(tmpl, nil, newKey(o.keyType))
+	return sign(tmpl, nil, o.key())
 }
 
 // NewIntermediate makes a CA certificate signed by c.
 func (c *Cert) NewIntermediate(cn string, opts ...Option) *Cert {
 	o := newOptions(opts)
-	return sign(caTemplate(cn, o), c, newKey(o.keyType))
+	return sign(caTemplate(cn, o), c, o.key())
 }
 
 // NewLeaf makes an end-entity certificate signed by c, with the clientAuth
@@ -216,7 +229,7 @@ func (c *Cert) NewLeaf(cn string, opts ...Option) *Cert {
 	default:
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
-	return sign(tmpl, c, newKey(o.keyType))
+	return sign(tmpl, c, o.key())
 }
 
 // NewSelfSigned makes a self-signed end-entity certificate (a client that
@@ -231,7 +244,7 @@ func NewSelfSigned(cn string, opts ...Option) *Cert {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	return sign(tmpl, nil, newKey(o.keyType))
+	return sign(tmpl, nil, o.key())
 }
 
 // NewImpostor makes what an attacker can make without impersonated's key: a
