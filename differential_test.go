@@ -45,13 +45,13 @@ func newHierarchy(o levelOpts) *hierarchy {
 	return h
 }
 
-// presented is one request: a leaf and the intermediates sent with it.
-type presented struct {
+// sent is one request: a leaf and the intermediates sent with it.
+type sent struct {
 	leaf   *testpki.Cert
 	inters []*testpki.Cert
 }
 
-func (p presented) headers() map[string][]string {
+func (p sent) headers() map[string][]string {
 	var chain []string
 	for _, c := range p.inters {
 		chain = append(chain, rfc9440(c))
@@ -68,9 +68,9 @@ type diffCase struct {
 	h    *hierarchy
 	// warm are benign requests under the same issuers, sent first to the
 	// warm handler (they may themselves be refused: the same issuers).
-	warm []presented
+	warm []sent
 	// test are the requests compared.
-	test []presented
+	test []sent
 	// denied are put on the deny list before the test requests.
 	denied []*testpki.Cert
 	// want, when set, is the expected reason instead of the oracle's (for
@@ -79,14 +79,14 @@ type diffCase struct {
 }
 
 // benign is a plain leaf under issuer, sent with inters.
-func benign(issuer *testpki.Cert, inters ...*testpki.Cert) presented {
-	return presented{leaf: issuer.NewLeaf(fmt.Sprintf("benign %d", time.Now().UnixNano()), testpki.DNS("a.good.example")), inters: inters}
+func benign(issuer *testpki.Cert, inters ...*testpki.Cert) sent {
+	return sent{leaf: issuer.NewLeaf(fmt.Sprintf("benign %d", time.Now().UnixNano()), testpki.DNS("a.good.example")), inters: inters}
 }
 
 // everyWarmup is benign leaves under each issuer of h, each sent with the
 // chain above it.
-func everyWarmup(h *hierarchy) []presented {
-	return []presented{
+func everyWarmup(h *hierarchy) []sent {
+	return []sent{
 		benign(h.i1, h.i1, h.i2), benign(h.i1, h.i1, h.i2),
 		benign(h.i2, h.i2), benign(h.i2, h.i2),
 		benign(h.root), benign(h.root),
@@ -95,11 +95,11 @@ func everyWarmup(h *hierarchy) []presented {
 
 func diffCases() []diffCase {
 	var cases []diffCase
-	add := func(name string, h *hierarchy, test ...presented) {
+	add := func(name string, h *hierarchy, test ...sent) {
 		cases = append(cases, diffCase{name: name, h: h, warm: everyWarmup(h), test: test})
 	}
-	under := func(h *hierarchy, opts ...testpki.Option) []presented {
-		return []presented{
+	under := func(h *hierarchy, opts ...testpki.Option) []sent {
+		return []sent{
 			{leaf: h.i1.NewLeaf("under i1", opts...), inters: []*testpki.Cert{h.i1, h.i2}},
 			{leaf: h.i2.NewLeaf("under i2", opts...), inters: []*testpki.Cert{h.i2}},
 			{leaf: h.i1.NewLeaf("under i1, chain reversed", opts...), inters: []*testpki.Cert{h.i2, h.i1}},
@@ -160,11 +160,11 @@ func diffCases() []diffCase {
 
 	h = newHierarchy(levelOpts{})
 	add("a missing middle intermediate", h,
-		presented{leaf: h.i1.NewLeaf("without I2"), inters: []*testpki.Cert{h.i1}},
-		presented{leaf: h.i1.NewLeaf("with I2"), inters: []*testpki.Cert{h.i1, h.i2}})
+		sent{leaf: h.i1.NewLeaf("without I2"), inters: []*testpki.Cert{h.i1}},
+		sent{leaf: h.i1.NewLeaf("with I2"), inters: []*testpki.Cert{h.i1, h.i2}})
 
 	h = newHierarchy(levelOpts{})
-	add("a Traefik list with the root", h, presented{leaf: h.i1.NewLeaf("traefik"), inters: []*testpki.Cert{h.i1, h.i2, h.root}})
+	add("a Traefik list with the root", h, sent{leaf: h.i1.NewLeaf("traefik"), inters: []*testpki.Cert{h.i1, h.i2, h.root}})
 
 	// Cross-signed: I1 re-issued under a second root, both in the pool.
 	h = newHierarchy(levelOpts{})
@@ -172,10 +172,10 @@ func diffCases() []diffCase {
 	i1x := h.i1.CrossSigned(other)
 	h.pool = append(h.pool, other)
 	add("cross-signed intermediate", h,
-		presented{leaf: h.i1.NewLeaf("via both"), inters: []*testpki.Cert{h.i1, h.i2, i1x}},
-		presented{leaf: h.i1.NewLeaf("via other"), inters: []*testpki.Cert{i1x}})
+		sent{leaf: h.i1.NewLeaf("via both"), inters: []*testpki.Cert{h.i1, h.i2, i1x}},
+		sent{leaf: h.i1.NewLeaf("via other"), inters: []*testpki.Cert{i1x}})
 
-	denied := func(name string, h *hierarchy, deny []*testpki.Cert, want string, test ...presented) {
+	denied := func(name string, h *hierarchy, deny []*testpki.Cert, want string, test ...sent) {
 		c := diffCase{name: name, h: h, warm: everyWarmup(h), test: test, denied: deny}
 		if want != "" {
 			c.want = &want
@@ -189,17 +189,17 @@ func diffCases() []diffCase {
 	h = newHierarchy(levelOpts{})
 	h.pool = []*testpki.Cert{h.root, h.i2}
 	denied("a denied middle intermediate in the pool, not presented", h, []*testpki.Cert{h.i2}, "",
-		presented{leaf: h.i1.NewLeaf("i1 only"), inters: []*testpki.Cert{h.i1}})
+		sent{leaf: h.i1.NewLeaf("i1 only"), inters: []*testpki.Cert{h.i1}})
 	h = newHierarchy(levelOpts{})
 	h.pool = []*testpki.Cert{h.root, h.i2}
 	denied("a denied root above an intermediate of the pool", h, []*testpki.Cert{h.root}, "denied",
-		presented{leaf: h.i1.NewLeaf("i1 only"), inters: []*testpki.Cert{h.i1}})
+		sent{leaf: h.i1.NewLeaf("i1 only"), inters: []*testpki.Cert{h.i1}})
 	h = newHierarchy(levelOpts{})
 	other = testpki.NewRoot("Diff Other Root")
 	i1x = h.i1.CrossSigned(other)
 	h.pool = append(h.pool, other)
 	denied("a denied root with a cross-signed way around it", h, []*testpki.Cert{h.root}, "",
-		presented{leaf: h.i1.NewLeaf("via both"), inters: []*testpki.Cert{h.i1, h.i2, i1x}})
+		sent{leaf: h.i1.NewLeaf("via both"), inters: []*testpki.Cert{h.i1, h.i2, i1x}})
 	return cases
 }
 
@@ -207,7 +207,7 @@ func diffCases() []diffCase {
 // free of denied certificates verifies. A header goes through the decoder
 // first, which refuses a non-CA certificate after the leaf; a TLS
 // connection's chain does not.
-func oracle(c diffCase, req presented, viaHeader bool) string {
+func oracle(c diffCase, req sent, viaHeader bool) string {
 	isDenied := func(x *x509.Certificate) bool {
 		for _, d := range c.denied {
 			if d.Cert.Equal(x) {
@@ -283,7 +283,7 @@ func runDiffCase(t *testing.T, c diffCase) {
 		require.NoError(t, provision(t, h))
 		return h
 	}
-	send := func(h *Handler, p presented) response {
+	send := func(h *Handler, p sent) response {
 		if h.Source == "tls" {
 			return serve(t, h, request{tlsPeerCerts: append([]*x509.Certificate{p.leaf.Cert}, certs(p.inters...)...)})
 		}
@@ -344,7 +344,7 @@ func TestDifferentialRandomHierarchies(t *testing.T) {
 			}
 			h := &hierarchy{pool: roots[:1+rng.IntN(2)]}
 			c := diffCase{name: "random", h: h}
-			pick := func() presented {
+			pick := func() sent {
 				issuer := cas[rng.IntN(len(cas))]
 				var inters []*testpki.Cert
 				for _, ca := range all {
@@ -359,7 +359,7 @@ func TestDifferentialRandomHierarchies(t *testing.T) {
 				if len(inters) > 7 {
 					inters = inters[:7]
 				}
-				return presented{leaf: issuer.NewLeaf("rand leaf"), inters: inters}
+				return sent{leaf: issuer.NewLeaf("rand leaf"), inters: inters}
 			}
 			for range 8 {
 				c.warm = append(c.warm, pick())

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -216,7 +215,11 @@ type Handler struct {
 	// before costs one lookup instead of decoding and verifying. A result is
 	// never reused past the chain's expiry, a revocation answer's validity,
 	// or a change to the trust pool files, allow lists or deny list; failures
-	// are reused for one second only. Default: 10000; -1 disables the cache.
+	// are reused for one second only. An entry costs about 250 bytes, about
+	// 500 once a placeholder has read the certificate's names and 900-1,400
+	// once one has read its DER (ECDSA-RSA); the cache never holds more than
+	// 2 KiB per entry on average, so large certificates lower the count.
+	// Default: 50000 (12-70 MB, at most 100 MiB); -1 disables the cache.
 	CacheSize int `json:"cache_size,omitempty"`
 
 	logger   *zap.Logger
@@ -484,16 +487,15 @@ func (h *Handler) authenticate(r *http.Request) *outcome {
 		// Read the trust generation before computing, so that a result
 		// computed across a change is stored as already stale.
 		static, gen = h.verifier.static.Load(), h.verifier.snapshot().Generation
-		if e := h.cache.get(in.key, now.UnixNano(), static, gen); e != nil {
-			o := e.result
+		if e := h.cache.get(&in.key, now.UnixNano(), static, gen); e != nil {
 			h.stats.verified(true, now)
-			return &o
+			return e.outcome(in.source, presented{dec: h.decoder, values: in.values, chain: in.chain, tls: in.tlsCerts})
 		}
 	}
 	o, until := h.compute(r, in, now)
 	h.stats.verified(false, now)
 	if in.cacheable && until.After(now) {
-		h.cache.put(&cacheEntry{key: ownedKey(in.key), result: *o, expires: until.UnixNano(), static: static, gen: gen})
+		h.cache.put(&in.key, o, until.UnixNano(), static, gen)
 	}
 	return o
 }
@@ -504,8 +506,9 @@ func (h *Handler) authenticate(r *http.Request) *outcome {
 func (h *Handler) input(r *http.Request) (input, *outcome) {
 	if h.source != sourceHeader && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		in := input{source: "tls", tlsCerts: r.TLS.PeerCertificates}
-		in.key, in.cacheable = tlsKey(in.tlsCerts)
-		in.cacheable = in.cacheable && h.cache != nil
+		if h.cache != nil {
+			in.key, in.cacheable = tlsKey(in.tlsCerts), true
+		}
 		return in, nil
 	}
 	if h.source == sourceTLS {
@@ -522,18 +525,9 @@ func (h *Handler) input(r *http.Request) (input, *outcome) {
 		return in, &outcome{source: "header", reason: reasonUntrustedSource, detail: "certificate header from a peer outside trusted_sources"}
 	}
 	if h.cache != nil {
-		in.key, in.cacheable = cacheKey{cert: joinLines(in.values), chain: joinLines(in.chain)}, true
+		in.key, in.cacheable = headerKey(in.values, in.chain), true
 	}
 	return in, nil
-}
-
-// joinLines is the lines of one header as one key string; a NUL cannot
-// occur in a header value, so distinct line splits give distinct keys.
-func joinLines(lines []string) string {
-	if len(lines) == 1 {
-		return lines[0]
-	}
-	return strings.Join(lines, "\x00")
 }
 
 // compute decodes and verifies, and says until when the result may be

@@ -23,6 +23,11 @@ type outcome struct {
 	// its subject CN, and the alias of the allow entry that admitted it
 	// before a later check refused it (revocation), for logs.
 	rejectedCN, rejectedAlias string
+	// from is this request's input, when id came from the cache.
+	from presented
+	// up holds the forms handed on to upstreams, made on first use for this
+	// request (upstream.go); the cached identity does not keep them.
+	up *upstreamForms
 }
 
 const placeholderPrefix = "http.mtls."
@@ -35,7 +40,7 @@ func (o *outcome) replace(key string) (any, bool) {
 	k, ok := strings.CutPrefix(key, placeholderPrefix)
 	if !ok {
 		if key == userIDKey && o.id != nil {
-			return o.id.userID(), true
+			return o.userID(), true
 		}
 		return nil, false
 	}
@@ -52,40 +57,41 @@ func (o *outcome) replace(key string) (any, bool) {
 	if o.id == nil {
 		return "", true
 	}
-	return o.id.placeholder(k), true
+	return o.placeholder(k), true
 }
 
-// placeholder answers one key below http.mtls. for an authenticated identity.
-func (id *identity) placeholder(k string) string {
+// placeholder answers one key below http.mtls. for an authenticated request.
+func (o *outcome) placeholder(k string) string {
+	id := o.id
 	switch k {
 	case "fingerprint":
-		return id.fingerprint
+		return id.fingerprint()
 	case "subject":
-		return id.strings().subject
+		return o.names().subject
 	case "subject.cn":
-		return id.leaf.Subject.CommonName
+		return o.names().cn
 	case "issuer":
-		return id.strings().issuer
+		return o.names().issuer
 	case "serial":
-		return id.strings().serial
+		return o.names().serial
 	case "not_after":
-		return id.strings().notAfter
+		return o.names().notAfter
 	case "alias":
 		return id.alias
 	case "tier":
 		return id.tier
 	case "certificate_der_base64":
-		return base64.StdEncoding.EncodeToString(id.leaf.Raw)
+		return base64.StdEncoding.EncodeToString(o.leafDER())
 	case "rfc9440.cert":
-		return id.upstream().rfc9440Cert
+		return o.upstream().rfc9440Cert
 	case "rfc9440.chain":
-		return id.upstream().rfc9440Chain
+		return o.upstream().rfc9440Chain
 	case "xfcc":
-		return id.upstream().xfcc
+		return o.upstream().xfcc
 	case "x5t_s256":
-		return id.upstream().x5tS256
+		return o.upstream().x5tS256
 	case "spiffe_id":
-		return id.upstream().spiffeID
+		return o.upstream().spiffeID
 	}
 	if key, ok := strings.CutPrefix(k, "meta."); ok {
 		return id.meta[key]
@@ -93,15 +99,17 @@ func (id *identity) placeholder(k string) string {
 	if rest, ok := strings.CutPrefix(k, "san."); ok {
 		name, index, indexed := strings.Cut(rest, ".")
 		var list []string
-		switch name {
-		case "dns_names":
-			list = id.leaf.DNSNames
-		case "uris":
-			list = id.strings().uris
-		case "emails":
-			list = id.leaf.EmailAddresses
-		case "ips":
-			list = id.strings().ips
+		if sans := o.names().sans; sans != nil {
+			switch name {
+			case "dns_names":
+				list = sans.dns
+			case "uris":
+				list = sans.uris
+			case "emails":
+				list = sans.emails
+			case "ips":
+				list = sans.ips
+			}
 		}
 		if !indexed {
 			return strings.Join(list, ",")
@@ -118,7 +126,8 @@ const userIDKey = "http.auth.user.id"
 
 // userIDReplacer answers {http.auth.user.id} with the user_id template,
 // evaluated with the request's replacer when asked, and every other key as
-// o.replace does. It is made per request: o is shared through the cache.
+// o.replace does. It is made per request: o's identity is shared through
+// the cache.
 func userIDReplacer(repl *caddy.Replacer, template string, o *outcome) caddy.ReplacerFunc {
 	return func(key string) (any, bool) {
 		if key == userIDKey {

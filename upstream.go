@@ -26,36 +26,48 @@ type upstreamForms struct {
 	spiffeID     string
 }
 
-// upstream makes the forwarded forms, once.
-func (id *identity) upstream() *upstreamForms {
-	id.upOnce.Do(func() {
-		leaf := id.leaf
-		f := &id.up
-		f.rfc9440Cert = rfc9440Item(leaf.Raw)
-		// The intermediates of the verified chain: neither the leaf nor the
-		// root (RFC 9440 §2.3 leaves the trust anchor out).
-		if n := len(id.poolChain); n > 2 {
-			items := make([]string, 0, n-2)
-			for _, c := range id.poolChain[1 : n-1] {
-				items = append(items, rfc9440Item(c.Raw))
-			}
-			f.rfc9440Chain = strings.Join(items, ", ")
+// upstream makes the forwarded forms, once per request: they are made from
+// the leaf's DER (the request's own, or for a cached identity this request's
+// input, checked against the fingerprint) and the verified intermediates the
+// identity keeps. All empty when the leaf cannot be had.
+func (o *outcome) upstream() *upstreamForms {
+	if o.up != nil {
+		return o.up
+	}
+	f := &upstreamForms{}
+	o.up = f
+	der := o.leafDER()
+	if der == nil {
+		return f
+	}
+	f.rfc9440Cert = rfc9440Item(der)
+	// The intermediates of the verified chain: neither the leaf nor the
+	// root (RFC 9440 §2.3 leaves the trust anchor out).
+	if len(o.id.inters) > 0 {
+		items := make([]string, 0, len(o.id.inters))
+		for _, c := range o.id.inters {
+			items = append(items, rfc9440Item(c))
 		}
-		f.xfcc, _ = decoder.EncodeXFCC(leaf)
-		sum := sha256.Sum256(leaf.Raw)
-		f.x5tS256 = base64.RawURLEncoding.EncodeToString(sum[:])
-		for _, u := range leaf.URIs {
-			if !strings.EqualFold(u.Scheme, "spiffe") {
-				continue
-			}
-			if f.spiffeID != "" { // more than one: not an X509-SVID
-				f.spiffeID = ""
-				break
-			}
-			f.spiffeID = u.String()
+		f.rfc9440Chain = strings.Join(items, ", ")
+	}
+	sum := sha256.Sum256(der)
+	f.x5tS256 = base64.RawURLEncoding.EncodeToString(sum[:])
+	leaf := o.leaf()
+	if leaf == nil {
+		return f
+	}
+	f.xfcc, _ = decoder.EncodeXFCC(leaf)
+	for _, u := range leaf.URIs {
+		if !strings.EqualFold(u.Scheme, "spiffe") {
+			continue
 		}
-	})
-	return &id.up
+		if f.spiffeID != "" { // more than one: not an X509-SVID
+			f.spiffeID = ""
+			break
+		}
+		f.spiffeID = u.String()
+	}
+	return f
 }
 
 // rfc9440Item is an RFC 8941 byte sequence: ':' base64 ':'.

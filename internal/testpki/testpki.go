@@ -55,6 +55,7 @@ type options struct {
 	ips                 []net.IP
 	uris                []*url.URL
 	keyType             KeyType
+	signer              crypto.Signer
 	serial              *big.Int
 	crlURLs             []string
 	ocspURLs            []string
@@ -122,6 +123,18 @@ func URIs(uris ...string) Option {
 
 // Key selects the key algorithm.
 func Key(k KeyType) Option { return func(o *options) { o.keyType = k } }
+
+// UseKey makes the certificate for an existing key instead of a new one:
+// making many certificates costs a signature each, not a key generation.
+func UseKey(k crypto.Signer) Option { return func(o *options) { o.signer = k } }
+
+// key is the certificate's key: the one UseKey gave, else a new one.
+func (o *options) key() crypto.Signer {
+	if o.signer != nil {
+		return o.signer
+	}
+	return newKey(o.keyType)
+}
 
 // Serial sets the serial number.
 func Serial(n int64) Option { return func(o *options) { o.serial = big.NewInt(n) } }
@@ -392,7 +405,7 @@ func sign(tmpl *x509.Certificate, issuer *Cert, o *options) *Cert {
 	var key crypto.Signer
 	pub := o.publicKey
 	if pub == nil {
-		key = newKey(o.keyType)
+		key = o.key()
 		pub = key.Public()
 	}
 	parent, signer := tmpl, key
