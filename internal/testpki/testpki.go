@@ -336,8 +336,8 @@ func MadeUpRSAKey(bits int) *rsa.PublicKey {
 // issuer (signed with a key of the client's), inter itself (public),
 // forged intermediates named like inter and issued, on their face, by
 // inter's issuer (each costs a signature check under that issuer's key,
-// and fails), and certificates no path can reach (each costs parsing
-// alone). opts apply to every certificate the client makes up (say, the
+// and fails), and CA certificates no path can reach (each costs parsing
+// alone; the decoder refuses end-entity certificates after the leaf). opts apply to every certificate the client makes up (say, the
 // largest key accepted, and padding). Leaf first; 2+forged+unreachable
 // certificates.
 func ForgedChain(inter *Cert, forged, unreachable int, opts ...Option) []*Cert {
@@ -346,7 +346,7 @@ func ForgedChain(inter *Cert, forged, unreachable int, opts ...Option) []*Cert {
 		out = append(out, inter.Issuer.Forge(inter.Cert.Subject.CommonName, opts...))
 	}
 	for i := range unreachable {
-		out = append(out, NewSelfSigned(fmt.Sprintf("unreachable %d", i), opts...))
+		out = append(out, NewRoot(fmt.Sprintf("unreachable %d", i), opts...))
 	}
 	return out
 }
