@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -411,4 +412,34 @@ func TestSameNamedAnchors(t *testing.T) {
 	require.NoError(t, err)
 	_, failed, _ = r.Checks()
 	assert.Equal(t, 1, failed, "the forged one, checked under three keys, is one failure")
+}
+
+// One Anchors serves every request of a route at once.
+func TestAnchorsConcurrent(t *testing.T) {
+	root := testpki.NewRoot("Root")
+	i2 := root.NewIntermediate("I2")
+	i1 := i2.NewIntermediate("I1")
+	a := NewAnchors(poolOf(root, i2), true)
+	leaves := []*testpki.Cert{i1.NewLeaf("a"), i1.NewLeaf("b"), i2.NewLeaf("c")}
+	forged := root.Forge("I2")
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				leaf := leaves[(g+i)%len(leaves)]
+				r, err := NewRequest(leaf.Cert, certsOf(i1, forged), time.Now(), limits, denyOf(forged))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := a.Verify(r); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
