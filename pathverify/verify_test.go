@@ -74,9 +74,7 @@ func TestNewRequestFilters(t *testing.T) {
 }
 
 func TestVerifyChains(t *testing.T) {
-	root := testpki.NewRoot("Root")
-	i2 := root.NewIntermediate("I2")
-	i1 := i2.NewIntermediate("I1")
+	root, i2, i1 := hierarchy()
 	leaf := i1.NewLeaf("leaf")
 	a := NewAnchors(poolOf(root), true)
 
@@ -97,9 +95,7 @@ func TestVerifyChains(t *testing.T) {
 // once a client presented I1 and I2, a different leaf presenting only I1
 // is refused, as a freshly started verifier refuses it.
 func TestVerdictIndependentOfOtherClients(t *testing.T) {
-	root := testpki.NewRoot("Root")
-	i2 := root.NewIntermediate("I2")
-	i1 := i2.NewIntermediate("I1")
+	root, i2, i1 := hierarchy()
 	pool := poolOf(root)
 	a := NewAnchors(pool, true)
 	for _, name := range []string{"warm 1", "warm 2"} {
@@ -154,6 +150,13 @@ func TestForgedIntermediatesAreNeverVerifyingKeys(t *testing.T) {
 	assert.Equal(t, 1, performed)
 	assert.Equal(t, 2, charged, "the remembered one is charged as the check it saves")
 	assert.Equal(t, 1, failed)
+}
+
+// hierarchy is root -> I2 -> I1.
+func hierarchy() (root, i2, i1 *testpki.Cert) {
+	root = testpki.NewRoot("Root")
+	i2 = root.NewIntermediate("I2")
+	return root, i2, i2.NewIntermediate("I1")
 }
 
 // denyOf is a deny list of the given certificates.
@@ -212,9 +215,7 @@ func TestRememberedFailures(t *testing.T) {
 // client presents what it chains through (a failure to chain depends on
 // the other certificates; a signature fact does not).
 func TestFailureAloneIsNotRemembered(t *testing.T) {
-	root := testpki.NewRoot("Root")
-	i2 := root.NewIntermediate("I2")
-	i1 := i2.NewIntermediate("I1")
+	root, i2, i1 := hierarchy()
 	a := NewAnchors(poolOf(root), true)
 	_, err := a.Verify(request(t, i1.NewLeaf("a"), i1))
 	require.Error(t, err)
@@ -264,9 +265,7 @@ func TestCheckCap(t *testing.T) {
 }
 
 func TestDeniedChains(t *testing.T) {
-	root := testpki.NewRoot("Root")
-	i2 := root.NewIntermediate("I2")
-	i1 := i2.NewIntermediate("I1")
+	root, i2, i1 := hierarchy()
 	leaf := i1.NewLeaf("leaf")
 	a := NewAnchors(poolOf(root), true)
 	deny := denyOf
@@ -416,9 +415,7 @@ func TestSameNamedAnchors(t *testing.T) {
 
 // One Anchors serves every request of a route at once.
 func TestAnchorsConcurrent(t *testing.T) {
-	root := testpki.NewRoot("Root")
-	i2 := root.NewIntermediate("I2")
-	i1 := i2.NewIntermediate("I1")
+	root, i2, i1 := hierarchy()
 	a := NewAnchors(poolOf(root, i2), true)
 	leaves := []*testpki.Cert{i1.NewLeaf("a"), i1.NewLeaf("b"), i2.NewLeaf("c")}
 	forged := root.Forge("I2")
