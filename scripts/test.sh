@@ -161,11 +161,11 @@ fuzz_count=0
 # run_fuzz DIR NAME: fuzzes one target for $FUZZTIME. Go's fuzz coordinator
 # sometimes ends a run on a loaded machine with "context deadline exceeded"
 # when a worker answers late at the deadline; no input failed then, so the
-# target is run once more. A real failure writes its input under
+# target is run again (up to three times). A real failure writes its input under
 # testdata/fuzz and fails at once.
 run_fuzz() {
 	local attempt
-	for attempt in 1 2; do
+	for attempt in 1 2 3; do
 		if go test -run '^$' -fuzz "^${2}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 0 \
 			-timeout 10m "$1" >"$LOG_DIR/fuzz-$2.log" 2>&1; then
 			return 0
