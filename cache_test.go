@@ -39,6 +39,42 @@ func TestCacheReusesUntilNotAfter(t *testing.T) {
 	assert.Equal(t, "expired", resp.ph("http.mtls.error"))
 }
 
+// TestCacheExpiresWithAllowCAEntry: with a trust pool and an allow_ca
+// entry, the admission rests on the CA entry too. Here the entry is a
+// shorter-lived copy of the presented intermediate (same name and key): once
+// it has expired a fresh handler answers not_allowed, and so must one that
+// cached the success while it was valid.
+func TestCacheExpiresWithAllowCAEntry(t *testing.T) {
+	p := newPKI(t)
+	now := time.Now()
+	inter := p.root.NewIntermediate("Partner CA", testpki.Validity(now.Add(-time.Hour), now.Add(5*24*time.Hour)))
+	short := p.root.NewIntermediate("Partner CA", testpki.UseKey(inter.Key), testpki.Validity(now.Add(-time.Hour), now.Add(2*time.Hour)))
+	leaf := inter.NewLeaf("dave", testpki.Validity(now.Add(-time.Hour), now.Add(4*24*time.Hour)))
+	shortFile := p.write(t, "short.pem", short.PEM())
+	newHandler := func() *Handler {
+		h := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"},
+			TrustPoolRaw: trustPool(p.rootFile),
+			AllowCA:      []AllowEntry{{Alias: "partners", File: shortFile}}}
+		require.NoError(t, provision(t, h))
+		return h
+	}
+	req := request{headers: withChain(rfc9440(leaf), rfc9440(inter))}
+	warm := newHandler()
+	resp := serve(t, warm, req)
+	require.Equal(t, 200, resp.status, resp.ph("http.mtls.error"))
+	require.Equal(t, "partners", resp.ph("http.mtls.alias"))
+
+	later := now.Add(3 * time.Hour)
+	cold := newHandler()
+	cold.now = func() time.Time { return later }
+	want := serve(t, cold, req)
+	require.Equal(t, 403, want.status, "the premise: a cold handler refuses once the CA entry expired")
+	warm.now = func() time.Time { return later }
+	got := serve(t, warm, req)
+	assert.Equal(t, want.status, got.status, "the cached success does not outlive the CA entry")
+	assert.Equal(t, want.ph("http.mtls.error"), got.ph("http.mtls.error"))
+}
+
 func TestCacheFailuresAreBrief(t *testing.T) {
 	p := newPKI(t)
 	h := &Handler{Profile: "rfc9440", TrustedSources: []string{"10.0.0.0/8"}, TrustPoolRaw: trustPool(p.rootFile)}

@@ -565,7 +565,7 @@ func (h *Handler) compute(r *http.Request, in input, now time.Time) (*outcome, t
 	if v.noCache {
 		return o, time.Time{}
 	}
-	return o, expiry(v.chain, v.revocationUntil)
+	return o, v.expiry()
 }
 
 // decodeReason maps a decoding error to its reason code.

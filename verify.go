@@ -62,6 +62,10 @@ type verdict struct {
 	// poolChain is the chain verified to the trust pool, leaf to root;
 	// nil without a pool.
 	poolChain []*x509.Certificate
+	// admitted is the path the allow entry's admission rests on (leaf to
+	// the CA entry) when it is not chain (a trust pool and allow_ca both
+	// configured): a reused success must not outlive it either.
+	admitted []*x509.Certificate
 }
 
 // verify checks, in order: the deny list against every presented
@@ -116,6 +120,7 @@ func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp sto
 		chain = chains[0]
 	}
 	var entry *store.Entry
+	var admitted []*x509.Certificate
 	if v.listed {
 		var path []*x509.Certificate
 		entry, path, err = v.match(ts, snap, req, fp)
@@ -131,9 +136,11 @@ func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp sto
 			if !entry.IsCA() && v.revocation != nil {
 				chain = withVerifiedIssuer(req)
 			}
+		} else {
+			admitted = path
 		}
 	}
-	vd := verdict{entry: entry, chain: chain}
+	vd := verdict{entry: entry, chain: chain, admitted: admitted}
 	if ts.pool != nil {
 		vd.poolChain = chain
 	}
@@ -148,11 +155,18 @@ func (v *verifier) verify(ctx context.Context, certs []*x509.Certificate, fp sto
 }
 
 // expiry is when a verified result stops being reusable: the earliest
-// NotAfter of the chain, and the revocation answers' validity.
-func expiry(chain []*x509.Certificate, revocationUntil time.Time) time.Time {
-	until := pathverify.NotAfter(chain)
-	if !revocationUntil.IsZero() && revocationUntil.Before(until) {
-		until = revocationUntil
+// NotAfter of the chain and of the allow entry's path (a cold Caddy refuses
+// the request once either has expired), and the revocation answers'
+// validity.
+func (vd *verdict) expiry() time.Time {
+	until := pathverify.NotAfter(vd.chain)
+	if len(vd.admitted) > 0 {
+		if a := pathverify.NotAfter(vd.admitted); a.Before(until) {
+			until = a
+		}
+	}
+	if !vd.revocationUntil.IsZero() && vd.revocationUntil.Before(until) {
+		until = vd.revocationUntil
 	}
 	return until
 }
