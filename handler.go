@@ -348,8 +348,8 @@ func (h *Handler) provision(ctx caddy.Context, app *App) error {
 	if err := h.provisionRevocation(); err != nil {
 		return err
 	}
-	h.scope = h.throttleScope()
 	h.stats.id = h.routeID()
+	h.scope = h.throttleScope(h.stats.id)
 	h.app.addRoute(h)
 	return nil
 }

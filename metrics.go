@@ -97,11 +97,6 @@ const (
 	throttleError     = "error"
 )
 
-// countThrottle counts one throttle decision for a configured tier.
-func countThrottle(tier, result string) {
-	throttleTotal.WithLabelValues(tier, result).Inc()
-}
-
 // countStorageSync counts one re-read of storage.
 func countStorageSync(err error) {
 	if err != nil {

@@ -77,11 +77,10 @@ func (a *App) throttled(tier string, allowed bool, err error) {
 	case !allowed:
 		i = 1
 	}
+	// tier comes from a.tiers, built from the same a.Tiers as the counters.
 	if c := a.ops.throttleCounters[tier]; c != nil {
 		c[i].Inc()
-		return
 	}
-	countThrottle(tier, [...]string{throttleAllowed, throttleThrottled, throttleError}[i])
 }
 
 // synced records a re-read of storage.
@@ -126,12 +125,7 @@ func (a *App) routes() []*Handler {
 }
 
 // id is the route's routeID, computed once at provision.
-func (h *Handler) id() string {
-	if h.stats != nil && h.stats.id != "" {
-		return h.stats.id
-	}
-	return h.routeID()
-}
+func (h *Handler) id() string { return h.stats.id }
 
 // statusJSON is GET /mtls_auth/status.
 type statusJSON struct {

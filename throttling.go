@@ -17,11 +17,11 @@ import (
 // certificate's budget applies: its API, or this route. A route's scope is
 // a hash of its handler configuration, so an unchanged route keeps its
 // counters across reloads.
-func (h *Handler) throttleScope() string {
+func (h *Handler) throttleScope(routeID string) string {
 	if h.API != "" {
 		return "api:" + h.API
 	}
-	return h.routeID()
+	return routeID
 }
 
 // routeID names a route by a hash of its handler configuration, stable
