@@ -2,7 +2,6 @@ package mtlsauth
 
 import (
 	"crypto/x509"
-	"encoding/hex"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -218,10 +217,6 @@ func (id *identity) reserve() int {
 // allocRounding is what the allocator adds to a small allocation on
 // average, rounding it up to its size class.
 const allocRounding = 8
-
-// fingerprint is {http.mtls.fingerprint}: the SHA-256 of the leaf's DER,
-// lowercase hex.
-func (id *identity) fingerprint() string { return hex.EncodeToString(id.fp[:]) }
 
 // userID is {http.auth.user.id} without a user_id template: the alias,
 // else the subject CN.

@@ -65,7 +65,7 @@ func (o *outcome) placeholder(k string) string {
 	id := o.id
 	switch k {
 	case "fingerprint":
-		return id.fingerprint()
+		return id.fp.String()
 	case "subject":
 		return o.names().subject
 	case "subject.cn":

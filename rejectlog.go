@@ -42,7 +42,7 @@ func (h *Handler) logReject(r *http.Request, o *outcome) {
 	}
 	fp, alias, cn := o.rejectedFP, o.rejectedAlias, o.rejectedCN
 	if o.id != nil {
-		fp, alias, cn = o.id.fingerprint(), o.id.alias, o.names().cn
+		fp, alias, cn = o.id.fp.String(), o.id.alias, o.names().cn
 	}
 	fields := make([]zap.Field, 0, 7)
 	fields = append(fields,

@@ -53,7 +53,7 @@ func (h *Handler) applyThrottle(w http.ResponseWriter, r *http.Request, id *iden
 	if tier.Requests == 0 {
 		return "", ""
 	}
-	dec, err := h.app.countRequest(r.Context(), throttle.Key(h.scope, id.fingerprint()), tier)
+	dec, err := h.app.countRequest(r.Context(), throttle.Key(h.scope, id.fp.String()), tier)
 	h.app.throttled(tier.Name, err == nil && dec.Allowed, err)
 	if err != nil {
 		n, onError, deny := h.app.backendFailed()

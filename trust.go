@@ -43,9 +43,8 @@ func (h *Handler) provisionTrust(ctx caddy.Context) error {
 	if h.TrustPoolRaw != nil {
 		var fp filePool
 		if json.Unmarshal(h.TrustPoolRaw, &fp) == nil && fp.Provider == "file" {
-			repl := caddy.NewReplacer()
 			for _, f := range fp.PEMFiles {
-				h.poolFiles = append(h.poolFiles, repl.ReplaceKnown(f, ""))
+				h.poolFiles = append(h.poolFiles, h.path(f))
 			}
 		}
 		val, err := ctx.LoadModule(h, "TrustPoolRaw")

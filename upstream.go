@@ -1,7 +1,6 @@
 package mtlsauth
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
 	"strings"
 
@@ -13,9 +12,8 @@ import (
 // Client-Cert-Chain, one Envoy x-forwarded-client-cert element, the RFC
 // 8705 certificate thumbprint (x5t#S256, for certificate-bound tokens) and
 // the SPIFFE ID. They are made from the verified result only, on first use
-// (most routes read none of them), and kept with the identity, which the
-// verification cache shares between requests presenting the same
-// certificate.
+// (most routes read none of them), once per request: the identity the
+// verification cache shares keeps none of them.
 
 // upstreamForms are the forwarded forms of one identity.
 type upstreamForms struct {
@@ -50,8 +48,9 @@ func (o *outcome) upstream() *upstreamForms {
 		}
 		f.rfc9440Chain = strings.Join(items, ", ")
 	}
-	sum := sha256.Sum256(der)
-	f.x5tS256 = base64.RawURLEncoding.EncodeToString(sum[:])
+	// x5t#S256 is the SHA-256 of the DER: the fingerprint, which the DER
+	// was checked against.
+	f.x5tS256 = base64.RawURLEncoding.EncodeToString(o.id.fp[:])
 	leaf := o.leaf()
 	if leaf == nil {
 		return f
