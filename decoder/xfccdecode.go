@@ -37,6 +37,9 @@ func (d *Decoder) decodeXFCC(r *run, s string) error {
 	r.fam = famXFCC
 	n := len(spans)
 	sel, selErr := d.selectXFCC(s, spans)
+	// selBy is the selected element's By values, kept from the loop (which
+	// builds every element carrying a Cert) for the xfcc_by check.
+	var selBy []string
 	for i, sp := range spans {
 		if !sp.cert {
 			continue
@@ -44,6 +47,9 @@ func (d *Decoder) decodeXFCC(r *run, s string) error {
 		el, mask, err := buildXFCCElement(s, sp.start, i+1)
 		if err != nil {
 			return err
+		}
+		if i == sel {
+			selBy = el.By
 		}
 		t := r
 		if i != sel {
@@ -67,14 +73,8 @@ func (d *Decoder) decodeXFCC(r *run, s string) error {
 	if !spans[sel].cert {
 		return &Error{Kind: KindMalformed, Msg: where + d.noCertHint(spans, sel)}
 	}
-	if by := d.opts.XFCCBy; by != "" {
-		el, _, err := buildXFCCElement(s, spans[sel].start, sel+1)
-		if err != nil {
-			return err
-		}
-		if !slices.Contains(el.By, by) {
-			return &Error{Kind: KindUntrustedHop, Msg: where + fmt.Sprintf("not written by the proxy named in xfcc_by (it has %d By value(s), none equal)", len(el.By))}
-		}
+	if by := d.opts.XFCCBy; by != "" && !slices.Contains(selBy, by) {
+		return &Error{Kind: KindUntrustedHop, Msg: where + fmt.Sprintf("not written by the proxy named in xfcc_by (it has %d By value(s), none equal)", len(selBy))}
 	}
 	return nil
 }

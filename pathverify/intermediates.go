@@ -116,11 +116,7 @@ func (in *Intermediates) fastPath(r *Request, usable func(*Request, []*x509.Cert
 		if usable(r, chain) != nil {
 			continue
 		}
-		if _, err := r.leaf.Verify(x509.VerifyOptions{
-			Roots:       e.anchor,
-			CurrentTime: r.now,
-			KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		}); err != nil {
+		if _, err := verifyClient(r.leaf, e.anchor, nil, r.now); err != nil {
 			continue
 		}
 		return chain

@@ -86,9 +86,6 @@ func NewAnchors(pool *x509.CertPool, remember bool) *Anchors {
 	return a
 }
 
-// Pool is the anchors' pool.
-func (a *Anchors) Pool() *x509.CertPool { return a.pool }
-
 // Len is the number of anchors the pool lists (0 for a platform's system
 // pool, which lists none).
 func (a *Anchors) Len() int { return a.size }
