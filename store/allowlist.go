@@ -92,11 +92,9 @@ func CheckCA(cert *x509.Certificate) error {
 type AllowList struct {
 	byFingerprint pmap[Fingerprint, *Entry]
 	byAlias       pmap[string, *Entry]
-	caEntries     []*Entry // the CA entries, in the order added
-	// cas are the CA entries as trust anchors, with what was learnt about
-	// presented certificates against them; nil when no entry is a CA. A
-	// list whose CA entries change starts them afresh.
-	cas *pathverify.Anchors
+	// cas are the CA entries and their trust anchors; nil when no entry is
+	// a CA. A list whose CA entries change gets a new set.
+	cas *caSet
 
 	// entries is the listing order: as given to NewAllowList, or by alias
 	// for a derived list, where it is built on first use.
@@ -124,6 +122,7 @@ func emptyAllowList() *AllowList {
 // be listed once.
 func NewAllowList(entries []*Entry) (*AllowList, error) {
 	l := emptyAllowList()
+	var cas []*Entry
 	for _, e := range entries {
 		if e.Alias == "" {
 			return nil, fmt.Errorf("certificate from %s has no alias", e.Source)
@@ -138,32 +137,71 @@ func NewAllowList(entries []*Entry) (*AllowList, error) {
 		l.byAlias = l.byAlias.set(e.Alias, e)
 		l.byFingerprint = l.byFingerprint.set(e.Fingerprint, e)
 		if e.IsCA() {
-			l.caEntries = append(l.caEntries, e)
+			cas = append(cas, e)
 		}
 	}
-	l.cas = caPool(l.caEntries)
+	if len(cas) > 0 {
+		l.cas = &caSet{entries: cas}
+	}
 	l.entries = entries
 	return l, nil
 }
 
-// caPool makes the CA entries' certificates trust anchors; nil for none.
-// No fast path: Match chooses among all verified chains.
-func caPool(cas []*Entry) *pathverify.Anchors {
-	if len(cas) == 0 {
+// caSet is the CA entries of a list, in the order added, and the trust
+// anchors made of them on first use. Anchors are built when a request
+// needs them, not per change: a list derived entry by entry (a reload, a
+// bulk add) builds them once, not once per CA entry. Lists whose CA
+// entries are the same share one set, and with it what its anchors have
+// learnt about presented certificates. Immutable but for the anchors,
+// which sync.Once guards.
+type caSet struct {
+	entries []*Entry
+	once    sync.Once
+	anchors *pathverify.Anchors
+}
+
+// plus is s (which may be nil) with e added, as a new set.
+func (s *caSet) plus(e *Entry) *caSet {
+	var entries []*Entry
+	if s != nil {
+		entries = s.entries[:len(s.entries):len(s.entries)]
+	}
+	return &caSet{entries: append(entries, e)}
+}
+
+// minus is s less e, as a new set; nil when that leaves it empty.
+func (s *caSet) minus(e *Entry) *caSet {
+	entries := make([]*Entry, 0, len(s.entries))
+	for _, c := range s.entries {
+		if c != e {
+			entries = append(entries, c)
+		}
+	}
+	if len(entries) == 0 {
 		return nil
 	}
-	pool := x509.NewCertPool()
-	for _, e := range cas {
-		pool.AddCert(e.Cert)
-	}
-	return pathverify.NewAnchors(pool, false)
+	return &caSet{entries: entries}
+}
+
+// trust is the entries' certificates as trust anchors. No fast path: Match
+// chooses among all verified chains.
+func (s *caSet) trust() *pathverify.Anchors {
+	s.once.Do(func() {
+		pool := x509.NewCertPool()
+		for _, e := range s.entries {
+			pool.AddCert(e.Cert)
+		}
+		s.anchors = pathverify.NewAnchors(pool, false)
+	})
+	return s.anchors
 }
 
 // with returns l (which may be nil) plus e, replacing the entry of the same
 // alias. e.Fingerprint must be set. If e's certificate is listed under
 // another alias, the list is returned unchanged with ok false: a
 // certificate has one alias per list. Costs O(log n), plus O(number of CA
-// entries) when a CA comes or goes.
+// entries) when a CA comes or goes (a copy of the entry list; the anchors
+// are built once, when a request first needs them).
 func (l *AllowList) with(e *Entry) (_ *AllowList, ok bool) {
 	if l == nil {
 		l = emptyAllowList()
@@ -174,13 +212,12 @@ func (l *AllowList) with(e *Entry) (_ *AllowList, ok bool) {
 	n := emptyAllowList()
 	if base := l.without(e.Alias); base != nil {
 		// A new list: base may be l itself, which must not change.
-		n.byFingerprint, n.byAlias, n.caEntries, n.cas = base.byFingerprint, base.byAlias, base.caEntries, base.cas
+		n.byFingerprint, n.byAlias, n.cas = base.byFingerprint, base.byAlias, base.cas
 	}
 	n.byAlias = n.byAlias.set(e.Alias, e)
 	n.byFingerprint = n.byFingerprint.set(e.Fingerprint, e)
 	if e.IsCA() {
-		n.caEntries = append(n.caEntries[:len(n.caEntries):len(n.caEntries)], e)
-		n.cas = caPool(n.caEntries)
+		n.cas = n.cas.plus(e)
 	}
 	return n, true
 }
@@ -201,20 +238,13 @@ func (l *AllowList) without(alias string) *AllowList {
 	n := &AllowList{
 		byFingerprint: l.byFingerprint,
 		byAlias:       l.byAlias.del(alias),
-		caEntries:     l.caEntries,
 		cas:           l.cas,
 	}
 	if held, _ := n.byFingerprint.get(e.Fingerprint); held == e {
 		n.byFingerprint = n.byFingerprint.del(e.Fingerprint)
 	}
 	if e.IsCA() {
-		n.caEntries = make([]*Entry, 0, len(l.caEntries))
-		for _, c := range l.caEntries {
-			if c != e {
-				n.caEntries = append(n.caEntries, c)
-			}
-		}
-		n.cas = caPool(n.caEntries)
+		n.cas = l.cas.minus(e)
 	}
 	return n
 }
@@ -292,7 +322,7 @@ func (l *AllowList) Match(r *pathverify.Request, fp Fingerprint) (*Entry, []*x50
 	if l.cas == nil {
 		return nil, nil, nil
 	}
-	chains, err := l.cas.Verify(r)
+	chains, err := l.cas.trust().Verify(r)
 	var denied *pathverify.DeniedError
 	switch {
 	case errors.As(err, &denied), errors.Is(err, pathverify.ErrTooManyChecks):

@@ -42,8 +42,7 @@ type announcer struct {
 	asked   uint64 // changes stored so far that want announcing
 	covered uint64 // changes stored before a finished token write began
 	writing bool
-	failed  bool  // the last token write failed: Sync retries it
-	lastErr error // the last token write's result
+	lastErr error // the last token write's result; non-nil makes Sync retry it
 }
 
 func newAnnouncer() *announcer {
@@ -71,10 +70,9 @@ func (a *announcer) announce(ctx context.Context, write func(context.Context) er
 		err := write(context.WithoutCancel(ctx))
 		a.mu.Lock()
 		a.writing = false
-		// On failure too: failed makes Sync retry, and a later write that
+		// On failure too: lastErr makes Sync retry, and a later write that
 		// succeeds covers these changes since it begins after them.
 		a.covered = target
-		a.failed = err != nil
 		a.lastErr = err
 		a.cond.Broadcast()
 	}
@@ -85,5 +83,5 @@ func (a *announcer) announce(ctx context.Context, write func(context.Context) er
 func (a *announcer) pending() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.failed
+	return a.lastErr != nil
 }
