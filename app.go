@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -74,7 +73,6 @@ type App struct {
 
 	limiter        throttle.Limiter
 	releaseLimiter func()
-	stats          *throttleStats
 	done           chan struct{}
 
 	// ops is what the metrics and the status page read (status.go).
@@ -143,7 +141,6 @@ func (a *App) setup(logger *zap.Logger, storage certmagic.Storage) error {
 	if a.ExpiryWarning == 0 {
 		a.ExpiryWarning = caddy.Duration(defaultExpiryWarning)
 	}
-	a.stats = &throttleStats{}
 	a.ops = newAppStats(a.Tiers)
 	if err := a.provisionLimiter(); err != nil {
 		return err
@@ -449,9 +446,6 @@ func (a *App) Cleanup() error {
 	return nil
 }
 
-// throttleStats counts backend failures, for the logs.
-type throttleStats struct{ backendErrors atomic.Uint64 }
-
 // countRequest counts one request for key against tier t in the throttle
 // backend.
 func (a *App) countRequest(ctx context.Context, key string, t Tier) (throttle.Decision, error) {
@@ -462,7 +456,7 @@ func (a *App) countRequest(ctx context.Context, key string, t Tier) (throttle.De
 // on_error makes of it: the failures so far, the on_error mode, and whether
 // the request is refused.
 func (a *App) backendFailed() (failures uint64, onError string, deny bool) {
-	return a.stats.backendErrors.Add(1), a.onErrorMode(), a.OnError == "deny"
+	return a.ops.throttleErrors.Add(1), a.onErrorMode(), a.OnError == "deny"
 }
 
 // Interface guards

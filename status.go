@@ -48,6 +48,7 @@ type appStats struct {
 	// allowed, throttled, error.
 	throttleCounters map[string]*[3]prometheus.Counter
 	throttleFailed   atomic.Pointer[errorNote]
+	throttleErrors   atomic.Uint64 // backend failures, for the logs and the status page
 	syncOK           atomic.Pointer[time.Time]
 	syncFailed       atomic.Pointer[errorNote]
 	// lastExpiryWarning is touched by Start and then the sync loop only.
@@ -209,7 +210,7 @@ func (a *App) status(ctx context.Context) statusJSON {
 type pinger interface{ Ping(context.Context) error }
 
 func (a *App) throttleStatus(ctx context.Context) throttleStatusJSON {
-	st := throttleStatusJSON{Backend: a.backend(), Reachable: true, Errors: a.stats.backendErrors.Load()}
+	st := throttleStatusJSON{Backend: a.backend(), Reachable: true, Errors: a.ops.throttleErrors.Load()}
 	if p, ok := a.limiter.(pinger); ok {
 		if err := p.Ping(ctx); err != nil {
 			st.Reachable, st.PingError = false, err.Error()
