@@ -109,7 +109,11 @@ func (o *outcome) leaf() *x509.Certificate {
 	if o.id.leaf != nil {
 		return o.id.leaf
 	}
+	if o.reparsed != nil {
+		return o.reparsed
+	}
 	if leaf := o.from.leaf(); leaf != nil && store.FingerprintOf(leaf) == o.id.fp {
+		o.reparsed = leaf
 		return leaf
 	}
 	return nil

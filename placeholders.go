@@ -1,6 +1,7 @@
 package mtlsauth
 
 import (
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"strconv"
@@ -25,6 +26,10 @@ type outcome struct {
 	rejectedCN, rejectedAlias string
 	// from is this request's input, when id came from the cache.
 	from presented
+	// reparsed is the leaf parsed again from this request's input for a
+	// cached identity (outcome.leaf), kept for the request's other
+	// placeholders.
+	reparsed *x509.Certificate
 	// up holds the forms handed on to upstreams, made on first use for this
 	// request (upstream.go); the cached identity does not keep them.
 	up *upstreamForms
